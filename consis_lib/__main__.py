@@ -1,0 +1,3 @@
+from consis_lib.cli import main
+
+raise SystemExit(main())
