@@ -48,6 +48,11 @@ class DataConfig:
     val_per_class: int = 100
     probe_images: int = 300
     seed: int = 0
+    # embedded generator: probe image side, and the sprite style family that the
+    # training split never sees (val has every family, so per-style accuracy on it
+    # measures generalisation to unseen art; "" holds none out)
+    probe_size: int = 64
+    holdout_family: str = "noto"
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,8 @@ class TrainConfig:
     normalize_features: bool = True
     stop_gradient_clean: bool = True
     finetune_from_normal: bool = True
+    adv_lr: float = 0.01
+    augment: bool = True
     num_workers: int = 0
     seed: int = 0
 
@@ -110,11 +117,21 @@ class MetricConfig:
 
 @dataclass(frozen=True)
 class DissectConfig:
-    """Network dissection (Bau et al. 2017, NetDissect-Lite semantics)."""
+    """Network dissection (Bau et al. 2017, NetDissect-Lite semantics).
+
+    ``quantile``: per-unit threshold = the top ``quantile`` of activations over all
+    spatial positions of all probe images (numpy's exact ``linear`` quantile at
+    ``1 - quantile``). ``iou_threshold``: a unit is aligned when its best IoU exceeds
+    it. ``cache_mb``: feature maps and labels of the probe are kept in memory for the
+    tally when they fit in this many MiB (one forward pass), else the probe is read
+    and the model run a second time.
+    """
 
     quantile: float = 0.005
     iou_threshold: float = 0.04
     batch_size: int = 64
+    cache_mb: int = 2048
+    num_workers: int = 0
 
 
 @dataclass(frozen=True)

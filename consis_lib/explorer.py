@@ -1,0 +1,340 @@
+"""Neuron explorer: ipywidgets views of units, live (kernel) and static (book).
+
+A unit is described by a :class:`UnitView`: its ``consis(n)`` and ``consis_adv(n)``
+(Eq. 3), its Eq. 1 label distribution on real and adversarial images, its best
+dissection concept, and one small JPEG montage (top real images over top
+adversarial images, highlighted by the unit's discrepancy map).
+
+* :func:`static_explorer` builds widgets linked only in the browser
+  (``jslink``), so a notebook executed by papermill with widget state stored
+  renders a working explorer in the static book, with no kernel.
+* :func:`live_explorer` needs a kernel: choose the model, sort the unit list by
+  consis, consis_adv or their gap, and render any unit on demand.
+
+Example
+-------
+>>> views = {"normal": [UnitView(unit=0, consis=0.3, consis_adv=0.1, montage_jpeg=b"")]}
+>>> box = static_explorer(views)  # display(box) in a notebook
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from consis_lib.errors import ConsisError
+
+SORT_KEYS = ("gap", "consis", "consis_adv")
+
+
+@dataclass(frozen=True)
+class UnitView:
+    """Everything the explorer shows for one unit.
+
+    Attributes
+    ----------
+    unit : channel index in the metric layer.
+    consis, consis_adv : Eq. 3 on real and on adversarial (FGSM) images.
+    label_names : class names, aligned with ``label_probs``.
+    label_probs, label_probs_adv : Eq. 1 distributions ``consis(n, c)`` [C].
+    concept, category, iou : best dissection concept (None when unaligned).
+    montage_jpeg : JPEG bytes of the top-real / top-adversarial montage.
+    """
+
+    unit: int
+    consis: float
+    consis_adv: float
+    montage_jpeg: bytes = b""
+    label_names: tuple[str, ...] = ()
+    label_probs: tuple[float, ...] = ()
+    label_probs_adv: tuple[float, ...] = ()
+    concept: str | None = None
+    category: str | None = None
+    iou: float | None = None
+    extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def gap(self) -> float:
+        """``consis(n) - consis_adv(n)``: how much adversarial images blur the unit."""
+        return self.consis - self.consis_adv
+
+
+def interesting_units(consis: Sequence[float], consis_adv: Sequence[float], n: int = 32) -> list[int]:
+    """Pick ``n`` units worth showing: half by largest gap, the rest by highest consis.
+
+    Parameters
+    ----------
+    consis, consis_adv : per-unit Eq. 3 values [K].
+    n : how many units (at most K).
+
+    Returns
+    -------
+    list of distinct unit indices, largest gap first.
+
+    Example
+    -------
+    >>> interesting_units([0.5, 0.2, 0.9], [0.1, 0.2, 0.8], n=2)
+    [0, 2]
+    """
+    c = np.asarray(consis, float)
+    ca = np.asarray(consis_adv, float)
+    if c.shape != ca.shape or c.ndim != 1:
+        raise ConsisError("consis and consis_adv must be 1-D arrays of the same length; pass per-unit values")
+    n = min(n, c.size)
+    gap_order = [int(i) for i in np.argsort(-(c - ca), kind="stable")]
+    chosen = gap_order[: (n + 1) // 2]
+    for i in np.argsort(-c, kind="stable"):
+        if len(chosen) >= n:
+            break
+        if int(i) not in chosen:
+            chosen.append(int(i))
+    return chosen
+
+
+def stats_table(views: Sequence[UnitView]) -> pd.DataFrame:
+    """One row per unit: unit, consis, consis_adv, gap, concept, category, iou."""
+    return pd.DataFrame(
+        [
+            dict(unit=v.unit, consis=v.consis, consis_adv=v.consis_adv, gap=v.gap, concept=v.concept, category=v.category, iou=v.iou)
+            for v in views
+        ]
+    )
+
+
+def sort_units(table: pd.DataFrame, key: str) -> list[int]:
+    """Unit indices of ``table`` sorted descending by ``key`` (one of ``SORT_KEYS``)."""
+    if key not in SORT_KEYS:
+        raise ConsisError(f"unknown sort key {key!r}; use one of {', '.join(SORT_KEYS)}")
+    return [int(u) for u in table.sort_values(key, ascending=False, kind="stable")["unit"]]
+
+
+def _option_label(v: UnitView) -> str:
+    concept = f", {v.concept}" if v.concept else ""
+    return f"unit {v.unit}: consis {v.consis:.3f}, adv {v.consis_adv:.3f}{concept}"
+
+
+def _info_html(v: UnitView, model: str, top: int = 5) -> str:
+    rows = ""
+    if v.label_probs:
+        p = np.asarray(v.label_probs, float)
+        pa = np.asarray(v.label_probs_adv, float) if v.label_probs_adv else np.full_like(p, np.nan)
+        for i in np.argsort(-p, kind="stable")[:top]:
+            rows += (
+                f"<tr><td>{html.escape(v.label_names[i])}</td><td>{p[i]:.2f}</td>"
+                f"<td>{pa[i]:.2f}</td></tr>"
+            )
+    concept = (
+        f"{html.escape(v.concept)} ({html.escape(v.category or '')}, IoU {v.iou:.3f})"
+        if v.concept and v.iou is not None
+        else "none above the IoU threshold"
+    )
+    extra = "".join(f"<br>{html.escape(k)}: {html.escape(val)}" for k, val in v.extra)
+    return (
+        f"<div class='consis-unit' data-unit='{v.unit}'><b>{html.escape(model)} unit {v.unit}</b><br>"
+        f"consis(n) = {v.consis:.4f}, consis_adv(n) = {v.consis_adv:.4f}, gap = {v.gap:.4f}<br>"
+        f"best dissection concept: {concept}{extra}"
+        "<br><small>top row: top real images; bottom row: top adversarial images "
+        "(bright = where the unit responds)</small>"
+        f"<table><tr><th>class</th><th>real</th><th>adv</th></tr>{rows}</table></div>"
+    )
+
+
+def unit_panel(view: UnitView, model: str = "model"):
+    """Widget for one unit: the montage image beside its numbers and label distribution."""
+    import ipywidgets as w
+
+    children = []
+    if view.montage_jpeg:
+        children.append(w.Image(value=view.montage_jpeg, format="jpeg"))
+    children.append(w.HTML(_info_html(view, model)))
+    return w.HBox(children)
+
+
+def static_explorer(models: Mapping[str, Sequence[UnitView]]):
+    """Kernel-free explorer: per model, a unit dropdown and slider jslinked to a Stack.
+
+    Parameters
+    ----------
+    models : model name (``"normal"``, ``"adv"``) -> the units to show, in order
+        (e.g. the ~32 from :func:`interesting_units`).
+
+    Returns
+    -------
+    ipywidgets ``Tab`` (one tab per model). All links are browser-side, so the
+    stored widget state alone makes it work in the static book.
+    """
+    import ipywidgets as w
+
+    if not models or not any(models.values()):
+        raise ConsisError("static_explorer needs at least one model with units; compute unit views first")
+    tabs = []
+    for name, views in models.items():
+        views = list(views)
+        panels = [unit_panel(v, name) for v in views]
+        stack = w.Stack(panels, selected_index=0)
+        dropdown = w.Dropdown(options=[(_option_label(v), i) for i, v in enumerate(views)], value=0, description="unit", layout=w.Layout(width="32em"))
+        slider = w.IntSlider(value=0, min=0, max=max(len(views) - 1, 0), description="rank", continuous_update=True)
+        w.jslink((dropdown, "index"), (stack, "selected_index"))
+        w.jslink((slider, "value"), (stack, "selected_index"))
+        tabs.append(w.VBox([w.HBox([dropdown, slider]), stack]))
+    tab = w.Tab(tabs, titles=tuple(models.keys()))
+    return tab
+
+
+def live_explorer(tables: Mapping[str, pd.DataFrame], render: Callable[[str, int], UnitView]):
+    """Kernel-backed explorer: model choice, sortable unit list, on-demand rendering.
+
+    Parameters
+    ----------
+    tables : model name -> per-unit table with columns unit, consis, consis_adv,
+        gap (see :func:`stats_table`; every unit of the layer may be listed).
+    render : ``render(model, unit) -> UnitView``; called when a unit is picked
+        (results are cached per explorer).
+
+    Returns
+    -------
+    ipywidgets ``VBox``.
+    """
+    import ipywidgets as w
+
+    if not tables:
+        raise ConsisError("live_explorer needs at least one model table")
+    cache: dict[tuple[str, int], UnitView] = {}
+    model_dd = w.Dropdown(options=list(tables), description="model")
+    sort_dd = w.Dropdown(options=list(SORT_KEYS), description="sort by")
+    units = w.Select(rows=12, layout=w.Layout(width="22em"))
+    out = w.Output()
+
+    def refresh_list(_change: object = None) -> None:
+        table = tables[model_dd.value]
+        order = sort_units(table, sort_dd.value)
+        row = table.set_index("unit")
+        units.options = [
+            (f"unit {u}: {sort_dd.value} {float(row.loc[u, sort_dd.value]):.3f}", u) for u in order
+        ]
+
+    def show(_change: object = None) -> None:
+        if units.value is None:
+            return
+        key = (model_dd.value, int(units.value))
+        if key not in cache:
+            cache[key] = render(*key)
+        out.clear_output(wait=True)
+        with out:
+            from IPython.display import display
+
+            display(unit_panel(cache[key], key[0]))
+
+    model_dd.observe(refresh_list, "value")
+    sort_dd.observe(refresh_list, "value")
+    units.observe(show, "value")
+    refresh_list()
+    return w.VBox([w.HBox([model_dd, sort_dd]), w.HBox([units, out])])
+
+
+HIGHLIGHTS = ("activation", "discrepancy")
+
+
+def build_views(
+    ctx: Any,
+    name: str,
+    units: Sequence[int],
+    top_k: int = 4,
+    highlight: str = "activation",
+    thumb: int = 64,
+) -> list[UnitView]:
+    """Render :class:`UnitView` objects for ``units`` of one model of an arch context.
+
+    Parameters
+    ----------
+    ctx : :class:`consis_lib.reproduce.ArchContext` (data, model, activations with
+        maps, the Eq. 1-3 report; dissection results when ``dissection.json`` exists).
+    name : ``"normal"`` or ``"adv"``.
+    units : channel indices of the metric layer.
+    top_k : images per row (top real, top adversarial by ``a_n``).
+    highlight : ``"activation"`` (the unit's map upsampled; fast) or
+        ``"discrepancy"`` (occlusion maps, Zhou et al. 2015; slow). The panel names
+        the one used.
+    thumb : tile size in pixels of the JPEG montage.
+    """
+    import torch
+
+    from consis_lib.attacks import fgsm
+    from consis_lib.consistency import label_distributions
+    from consis_lib.viz import jpeg_bytes, montage
+
+    if highlight not in HIGHLIGHTS:
+        raise ConsisError(f"unknown highlight {highlight!r}; use one of {', '.join(HIGHLIGHTS)}")
+    acts = ctx.activations(name, keep_maps=highlight == "activation")
+    report = ctx.consistency(name)
+    metric = ctx.profile.metric
+    C = len(ctx.class_names())
+    P = label_distributions(acts.acts, acts.labels, C, metric.top_fraction, metric.min_top)
+    Pa = label_distributions(acts.adv_acts, acts.labels, C, metric.top_fraction, metric.min_top)
+    concepts: dict[int, tuple[str, str, float]] = {}
+    try:
+        dis = ctx.result("dissection")
+        for u, concept, category, iou in dis[name]["real"]["units"]:
+            if iou is not None and concept is not None and float(iou) > float(dis["iou_threshold"]):
+                concepts[int(u)] = (str(concept), str(category), float(iou))
+    except ConsisError:
+        pass
+    ds = ctx.dataset("val")
+    model = ctx.model(name)
+    views = []
+    for u in units:
+        real_idx = torch.argsort(acts.acts[:, u], descending=True, stable=True)[:top_k].tolist()
+        adv_idx = torch.argsort(acts.adv_acts[:, u], descending=True, stable=True)[:top_k].tolist()
+        xr = torch.stack([ds[i][0] for i in real_idx])
+        xa_src = torch.stack([ds[i][0] for i in adv_idx])
+        ya = torch.tensor([ds[i][1] for i in adv_idx])
+        xa = fgsm(model, xa_src.to(ctx.device), ya.to(ctx.device), ctx.profile.attack.eps).cpu()
+        if highlight == "activation":
+            hr = [acts.maps[i, u] for i in real_idx]
+            ha = [acts.adv_maps[i, u] for i in adv_idx]
+        else:
+            from consis_lib.discrepancy import discrepancy_maps
+
+            hr = list(discrepancy_maps(model, ctx.layer, xr, [u], ctx.profile.discrepancy)[:, 0])
+            ha = list(discrepancy_maps(model, ctx.layer, xa, [u], ctx.profile.discrepancy)[:, 0])
+        image = montage([list(xr), list(xa)], [hr, ha], thumb=thumb)
+        c = report.consis[u]
+        ca = report.consis_adv[u] if report.consis_adv is not None else float("nan")
+        concept = concepts.get(int(u))
+        views.append(
+            UnitView(
+                unit=int(u), consis=float(c), consis_adv=float(ca), montage_jpeg=jpeg_bytes(image),
+                label_names=tuple(ctx.class_names()), label_probs=tuple(float(v) for v in P[u]),
+                label_probs_adv=tuple(float(v) for v in Pa[u]),
+                concept=concept[0] if concept else None, category=concept[1] if concept else None,
+                iou=concept[2] if concept else None, extra=(("highlight", f"{highlight} map"),),
+            )
+        )
+    return views
+
+
+def explorer_views(ctx: Any, n_units: int = 32, top_k: int = 4, highlight: str = "activation") -> dict[str, list[UnitView]]:
+    """The ~``n_units`` most interesting units of each model (see :func:`interesting_units`)."""
+    out = {}
+    for name in ("normal", "adv"):
+        rep = ctx.consistency(name)
+        c = np.nan_to_num(np.asarray(rep.consis, float), nan=-1.0)
+        ca = np.nan_to_num(np.asarray(rep.consis_adv, float), nan=-1.0)
+        out[name] = build_views(ctx, name, interesting_units(c, ca, n_units), top_k=top_k, highlight=highlight)
+    return out
+
+
+def live_from_context(ctx: Any, top_k: int = 4, highlight: str = "activation"):
+    """:func:`live_explorer` over every unit of both models of an arch context."""
+    tables = {}
+    for name in ("normal", "adv"):
+        rep = ctx.consistency(name)
+        t = pd.DataFrame({"unit": range(len(rep.consis)), "consis": rep.consis, "consis_adv": rep.consis_adv})
+        t["gap"] = t["consis"] - t["consis_adv"]
+        tables[name] = t.fillna(-1.0)
+    return live_explorer(tables, lambda name, u: build_views(ctx, name, [u], top_k=top_k, highlight=highlight)[0])

