@@ -110,37 +110,46 @@ def _rank(acts: torch.Tensor, labels: torch.Tensor, floor: float) -> _Ranked:
 
 
 def _weighted_distributions(
-    ranked: _Ranked, weights: torch.Tensor | None, m: int, num_classes: int
-) -> torch.Tensor:
-    """Eq. 1 for ``B`` weighted image sets at once.
+    ranked: _Ranked, weights: torch.Tensor | None, ms: Sequence[int], num_classes: int
+) -> dict[int, torch.Tensor]:
+    """Eq. 1 for ``B`` weighted image sets and several top sizes ``m`` at once.
 
     ``weights [B, N]`` holds how often each image occurs in a (bootstrap) resample;
-    ``None`` means every image once. Returns ``P [B, K, C]`` float64 (NaN rows for
-    units that no image activates). Only the first ``L`` ranked positions are read,
-    ``L`` growing until every unit has gathered ``m`` images or run out of images
-    above the floor, so the cost is ``O(B * K * m)`` rather than ``O(B * K * N)``.
+    ``None`` means every image once. Returns ``{m: P [B, K, C]}`` float64 (NaN rows
+    for units that no image activates). Only the first ``L`` ranked positions are
+    read, ``L`` growing until every unit has gathered ``max(ms)`` images or run out
+    of images above the floor, so the cost is ``O(B * K * m)``, not ``O(B * K * N)``.
     """
     K, N = ranked.order.shape
     B = 1 if weights is None else weights.shape[0]
-    L = min(N, 4 * m + 64) if weights is not None else min(N, m)
+    m_max = max(ms)
+    L = min(N, m_max if weights is None else int(m_max + 6 * math.sqrt(m_max) + 16))
     while True:
         order = ranked.order[:, :L]
         if weights is None:
-            w = torch.ones(1, K, L, dtype=torch.float64)
+            w = torch.ones(1, K, L)
         else:
-            w = weights[:, order].to(torch.float64)  # [B, K, L]
-        pos = torch.arange(L)
-        w = w * (pos[None, :] < ranked.num_valid[:, None]).to(torch.float64)[None]
+            w = weights[:, order].float()  # [B, K, L]; small integer counts, exact in float32
+        valid = torch.arange(L)[None, :] < ranked.num_valid[:, None]  # [K, L]
+        w = w * valid[None]
         cum = w.cumsum(-1)
-        short = (cum[..., -1] < m) & (ranked.num_valid[None, :] > L)
+        short = (cum[..., -1] < m_max) & (ranked.num_valid[None, :] > L)
         if L >= N or not bool(short.any()):
             break
         L = min(N, 2 * L)
-    taken = (m - (cum - w)).clamp(min=0).minimum(w)  # copies of each ranked image inside the top m
-    P = torch.zeros(B, K, num_classes, dtype=torch.float64)
-    P.scatter_add_(2, ranked.labels[:, :L].expand(B, K, L), taken)
-    total = taken.sum(-1, keepdim=True)
-    return torch.where(total > 0, P / total.clamp(min=1e-300), torch.full_like(P, float("nan")))
+    out = {}
+    flat = cum.reshape(-1, L)
+    for m in sorted(set(ms)):
+        # positions needed for this m: up to the first place where the count reaches m
+        reach = torch.searchsorted(flat, torch.full((flat.shape[0], 1), float(m))).max()
+        Lm = min(L, int(reach) + 1)
+        capped = cum[..., :Lm].clamp(max=m)
+        taken = torch.diff(capped, dim=-1, prepend=torch.zeros(B, K, 1))  # copies inside the top m
+        P = torch.zeros(B, K, num_classes)
+        P.scatter_add_(2, ranked.labels[:, :Lm].expand(B, K, Lm), taken)
+        total = capped[..., -1:].double()
+        out[m] = torch.where(total > 0, P.double() / total.clamp(min=1), torch.full(P.shape, float("nan"), dtype=torch.float64))
+    return out
 
 
 def label_distributions(
@@ -177,7 +186,7 @@ def label_distributions(
     """
     acts, labels = _check_inputs(acts, labels, num_classes)
     m = num_top(acts.shape[0], top_fraction, min_top)
-    return _weighted_distributions(_rank(acts, labels, floor), None, m, num_classes)[0]
+    return _weighted_distributions(_rank(acts, labels, floor), None, [m], num_classes)[m][0]
 
 
 def consistency(P: torch.Tensor | np.ndarray, A: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -205,7 +214,18 @@ def consistency(P: torch.Tensor | np.ndarray, A: torch.Tensor | np.ndarray) -> t
         raise ConsisError(f"A must be a square [C, C] matrix, got shape {tuple(A.shape)}")
     if P.shape[-1] != A.shape[0]:
         raise ConsisError(f"P has {P.shape[-1]} classes but A is {tuple(A.shape)}; build A for the same classes")
-    return ((P @ A) * P).sum(-1)
+    lead = P.shape[:-1]
+    flat = P.reshape(-1, P.shape[-1])  # one 2-D GEMM: diag(P A P^T) = rowsum((P A) * P)
+    return ((flat @ A) * flat).sum(-1).reshape(lead)
+
+
+def _consistency_many(P: torch.Tensor, As: torch.Tensor) -> torch.Tensor:
+    """Eq. 3 for several A at once: ``P [..., K, C]``, ``As [S, C, C]`` -> ``[S, ..., K]``."""
+    S, C, _ = As.shape
+    lead = P.shape[:-1]
+    flat = P.reshape(-1, C)
+    prod = (flat @ As.permute(1, 0, 2).reshape(C, S * C)).reshape(-1, S, C)
+    return (prod * flat[:, None, :]).sum(-1).t().reshape(S, *lead)
 
 
 @dataclass(frozen=True)
@@ -431,26 +451,29 @@ def consistency_report(
 
     point: dict[tuple[str, float, float], torch.Tensor] = {}  # (side, sigma, frac) -> [K]
     reps: dict[tuple[str, float, float], np.ndarray] = {}  # -> [R] replicate layer means
-    diff_reps = np.full(R, np.nan)
-    for frac in fractions:
-        m = num_top(N, frac, cfg.min_top)
-        for side, rk in ranked.items():
-            P = _weighted_distributions(rk, None, m, C)[0]
+    m_of = {frac: num_top(N, frac, cfg.min_top) for frac in fractions}
+    ms = sorted(set(m_of.values()))
+    for side, rk in ranked.items():
+        Ps = _weighted_distributions(rk, None, ms, C)
+        for frac in fractions:
             for s in sigmas:
-                point[(side, s, frac)] = consistency(P, A[s])
-                reps[(side, s, frac)] = np.full(R, np.nan)
-        if R <= 0:
-            continue
+                point[(side, s, frac)] = consistency(Ps[m_of[frac]][0], A[s])
+                reps[(side, s, frac)] = np.full(max(R, 0), np.nan)
+    A_stack = torch.stack([A[s] for s in sigmas])
+    if R > 0:
         # the same resamples for every side, sigma and fraction (paired comparisons)
         gen = torch.Generator().manual_seed(seed)
-        chunk = max(1, _CHUNK_ELEMENTS // max(1, K * min(N, 4 * m + 64)))
+        m_max = max(ms)
+        chunk = max(1, _CHUNK_ELEMENTS // max(1, K * min(N, int(m_max + 6 * math.sqrt(m_max) + 16))))
         for start in range(0, R, chunk):
             b = min(chunk, R - start)
             W = _resample_weights(N, b, gen)
             for side, rk in ranked.items():
-                Pb = _weighted_distributions(rk, W, m, C)
-                for s in sigmas:
-                    reps[(side, s, frac)][start : start + b] = _nanmean_units(consistency(Pb, A[s])).numpy()
+                Pb = _weighted_distributions(rk, W, ms, C)
+                for frac in fractions:
+                    c_all = _nanmean_units(_consistency_many(Pb[m_of[frac]], A_stack)).numpy()  # [S, b]
+                    for si, s in enumerate(sigmas):
+                        reps[(side, s, frac)][start : start + b] = c_all[si]
     key = (cfg.sigma, cfg.top_fraction)
 
     def summary(side: str, s: float, frac: float) -> MeanCI:

@@ -107,7 +107,8 @@ class TopQuantile:
         self.top = merged
 
     def thresholds(self) -> np.ndarray:
-        """``[K]`` float64 thresholds; equals ``numpy.quantile(all_values, 1 - quantile)``."""
+        """``[K]`` thresholds (float32 values held as float64); equal to
+        ``numpy.quantile(all_values, 1 - quantile)`` on the float32 activations."""
         if self.seen != self.total:
             raise ConsisError(f"TopQuantile got {self.seen} values per unit but expected {self.total}")
         desc = self.top.sort(dim=1, descending=True).values  # float32
@@ -115,10 +116,13 @@ class TopQuantile:
         b = desc[:, self.k - 2] if self.k >= 2 else a  # ascending rank lo + 1
         if self.virtual >= self.total - 1:  # numpy takes the maximum
             return desc[:, 0].double().numpy()
+        # numpy's lerp, in the data's float32 precision as numpy.quantile does for a
+        # float32 array and a Python-float quantile
         gamma = self.virtual - self.lo
-        diff = (b - a).double().numpy()  # float32 difference, as numpy's lerp on float32 data
-        a64, b64 = a.double().numpy(), b.double().numpy()
-        return b64 - diff * (1 - gamma) if gamma >= 0.5 else a64 + diff * gamma
+        a32, b32 = a.numpy(), b.numpy()
+        diff = b32 - a32
+        out = b32 - diff * (1 - gamma) if gamma >= 0.5 else a32 + diff * gamma
+        return out.astype(np.float64)
 
 
 # --------------------------------------------------------------------------- results

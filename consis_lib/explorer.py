@@ -81,12 +81,15 @@ def interesting_units(consis: Sequence[float], consis_adv: Sequence[float], n: i
     >>> interesting_units([0.5, 0.2, 0.9], [0.1, 0.2, 0.8], n=2)
     [0, 2]
     """
-    c = np.asarray(consis, float)
-    ca = np.asarray(consis_adv, float)
+    c = np.asarray([np.nan if v is None else v for v in consis], float)
+    ca = np.asarray([np.nan if v is None else v for v in consis_adv], float)
     if c.shape != ca.shape or c.ndim != 1:
         raise ConsisError("consis and consis_adv must be 1-D arrays of the same length; pass per-unit values")
     n = min(n, c.size)
-    gap_order = [int(i) for i in np.argsort(-(c - ca), kind="stable")]
+    # undefined units (NaN: no image activates them) come last in both orders
+    gap = np.where(np.isfinite(c) & np.isfinite(ca), c - ca, -np.inf)
+    c = np.where(np.isfinite(c), c, -np.inf)
+    gap_order = [int(i) for i in np.argsort(-gap, kind="stable")]
     chosen = gap_order[: (n + 1) // 2]
     for i in np.argsort(-c, kind="stable"):
         if len(chosen) >= n:
@@ -150,7 +153,12 @@ def unit_panel(view: UnitView, model: str = "model"):
 
     children = []
     if view.montage_jpeg:
-        children.append(w.Image(value=view.montage_jpeg, format="jpeg"))
+        from io import BytesIO
+
+        from PIL import Image
+
+        width, _height = Image.open(BytesIO(view.montage_jpeg)).size
+        children.append(w.Image(value=view.montage_jpeg, format="jpeg", layout=w.Layout(width=f"{width}px", min_width=f"{width}px")))
     children.append(w.HTML(_info_html(view, model)))
     return w.HBox(children)
 
@@ -323,9 +331,7 @@ def explorer_views(ctx: Any, n_units: int = 32, top_k: int = 4, highlight: str =
     out = {}
     for name in ("normal", "adv"):
         rep = ctx.consistency(name)
-        c = np.nan_to_num(np.asarray(rep.consis, float), nan=-1.0)
-        ca = np.nan_to_num(np.asarray(rep.consis_adv, float), nan=-1.0)
-        out[name] = build_views(ctx, name, interesting_units(c, ca, n_units), top_k=top_k, highlight=highlight)
+        out[name] = build_views(ctx, name, interesting_units(rep.consis, rep.consis_adv, n_units), top_k=top_k, highlight=highlight)
     return out
 
 

@@ -562,15 +562,15 @@ class ArchContext:
     >>> model = ctx.model("adv")
     """
 
-    def __init__(self, profile: Profile, arch: str, runs_root: str | Path = "runs", device: str | None = None) -> None:
+    def __init__(self, profile: Profile, arch: str | None, runs_root: str | Path = "runs", device: str | None = None) -> None:
         import torch
 
-        if arch not in profile.archs:
+        if arch is not None and arch not in profile.archs:
             raise ConsisError(f"unknown arch {arch!r}; the profile has {', '.join(profile.archs)}")
         self.profile = profile
         self.arch = arch
         self.paths = RunPaths(Path(runs_root).resolve().parent, profile.name)
-        self.out = self.paths.arch_dir(arch)
+        self.out = self.paths.arch_dir(arch) if arch else self.paths.runs
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._cache: dict[str, Any] = {}
 
@@ -683,7 +683,7 @@ class ArchContext:
         attack = least_likely_attack(self.profile.attack.eps, self.profile.attack.ll_step) if adversarial else None
         return self._memo(
             f"dissect-{name}-{adversarial}",
-            lambda: dissect(self.model(name), self.layer, self.probe(), self.profile.dissect, attack=attack),
+            lambda: dissect(self.model(name), self.layer, self.probe(), self.profile.dissect, attack=attack, device=self.device, progress=False),
         )
 
     def dissection_results(self) -> dict[str, Any]:
@@ -757,14 +757,16 @@ class ArchContext:
         return save_json(obj, self.out / f"{name}.json")
 
 
-def notebook_context(profile: str, arch: str, runs_root: str | Path = "runs", device: str | None = None) -> ArchContext:
-    """The :class:`ArchContext` of a per-arch notebook (its ``parameters`` cell's values)."""
+def notebook_context(profile: str, arch: str | None, runs_root: str | Path = "runs", device: str | None = None) -> ArchContext:
+    """The :class:`ArchContext` of a per-arch notebook (its ``parameters`` cell's values);
+    ``arch=None`` for the arch-independent data page."""
     return ArchContext(get_profile(profile), arch, runs_root, device)
 
 
 def build_book(root: Path) -> str | None:
     """``jupyter-book build book -W -n --keep-going`` with the output in ``book/_build``."""
-    cmd = [sys.executable, "-m", "jupyter_book.cli.main", "build", str(root / "book"), "-W", "-n", "--keep-going", "--path-output", str(root / "book")]
+    launcher = "import sys; from jupyter_book.cli.main import main; sys.exit(main())"
+    cmd = [sys.executable, "-c", launcher, "build", str(root / "book"), "-W", "-n", "--keep-going", "--path-output", str(root / "book")]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "WARNING" in ln or "rror" in ln]
@@ -802,11 +804,12 @@ def reproduce(
         raise ConsisError(f"unknown arch {unknown}; choose from {', '.join(profile.archs)}")
     templates = per_arch_templates(paths.notebooks)
     summary = paths.notebooks / "summary.ipynb"
-    if not templates or not summary.is_file():
+    data_nb = paths.notebooks / "data.ipynb"
+    if not templates or not summary.is_file() or not data_nb.is_file():
         raise ConsisError(f"notebook templates missing in {paths.notebooks}; restore notebooks/*.ipynb from the repository")
     failures: list[str] = []
     t0 = time.time()
-    steps = 1 + 2 * len(archs) + len(archs) * len(templates) + 1 + int(build)
+    steps = 2 + 2 * len(archs) + len(archs) * len(templates) + 1 + int(build)
     bar = tqdm(total=steps, desc=f"consis reproduce {profile.name}", unit="step")
     try:
         bar.set_postfix_str("data")
@@ -815,6 +818,13 @@ def reproduce(
         if paths.executed.exists():
             shutil.rmtree(paths.executed)  # never publish notebooks of an earlier run
         save_json({"profile": profile.name, "archs": list(archs), "config_hash": config_hash(profile)}, paths.runs / "run.json")
+        bar.set_postfix_str("data page")
+        common = dict(arch="all", profile=profile.name, seed=seed, runs_root=str(root / "runs"))
+        err = execute_notebook(data_nb, paths.executed / "data.ipynb", common, root)
+        if err:
+            LOG.error("%s", err)
+            failures.append(err)
+        bar.update(1)
         for arch in archs:
             bar.set_postfix_str(f"train {arch}")
             try:
@@ -836,7 +846,7 @@ def reproduce(
                     failures.append(err)
                 bar.update(1)
         bar.set_postfix_str("summary")
-        err = execute_notebook(summary, paths.executed / "summary.ipynb", dict(arch="all", profile=profile.name, seed=seed, runs_root=str(root / "runs"), archs=list(archs)), root)
+        err = execute_notebook(summary, paths.executed / "summary.ipynb", dict(common, archs=list(archs)), root)
         if err:
             LOG.error("%s", err)
             failures.append(err)
@@ -861,6 +871,7 @@ def reproduce(
 
 
 def _cli(args: argparse.Namespace) -> int:
+    logging.getLogger("papermill").setLevel(logging.WARNING)  # one progress bar, not a line per cell
     return reproduce(args.profile, root=args.root, archs=args.arch or None, build=not args.no_book, seed=args.seed)
 
 

@@ -306,3 +306,58 @@ def targeted_figure(example: Mapping[str, object]) -> Figure:
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def class_samples(dataset: object, per_class: int = 6, thumb: int = 48) -> Figure:
+    """The first ``per_class`` images of every class, one row per class.
+
+    Parameters
+    ----------
+    dataset : a :class:`consis_lib.data.imagefolder.WnidImageFolder` (``targets``,
+        ``names`` and items ``(image [3,H,W], label)``).
+    """
+    targets = list(dataset.targets)
+    names = list(dataset.names)
+    rows = []
+    for c in range(len(names)):
+        idx = [i for i, t in enumerate(targets) if t == c][:per_class]
+        rows.append([dataset[i][0] for i in idx])
+    rows = [r for r in rows if r]
+    if not rows:
+        raise ConsisError("the data set holds no images; regenerate it with `consis data embedded`")
+    fig, ax = plt.subplots(figsize=(per_class * thumb / 60 + 1.5, len(rows) * thumb / 60 + 0.5))
+    ax.imshow(montage(rows, thumb=thumb))
+    ax.set_yticks([2 + (thumb + 2) * i + thumb / 2 for i in range(len(rows))], [n for n, r in zip(names, rows)], fontsize=7)
+    ax.set_xticks([])
+    fig.tight_layout()
+    return fig
+
+
+def probe_examples(probe: object, n: int = 4, categories: Sequence[str] = ("object", "color", "texture")) -> Figure:
+    """Probe images (top row) and their per-pixel label maps for a few categories.
+
+    Parameters
+    ----------
+    probe : a :class:`consis_lib.data.broden.Broden` data set (items with ``image``
+        [3,H,W] and ``pixel_labels`` {category: int array [L, sh, sw]}).
+    """
+    n = min(n, len(probe))
+    fig, axes = plt.subplots(1 + len(categories), n, figsize=(1.8 * n, 1.8 * (1 + len(categories))), squeeze=False)
+    for j in range(n):
+        item = probe[j]
+        axes[0][j].imshow(_to_uint8(item.image))
+        for i, cat in enumerate(categories, start=1):
+            lab = item.pixel_labels.get(cat)
+            ax = axes[i][j]
+            if lab is not None and len(lab):
+                ax.imshow(np.asarray(lab).max(axis=0), cmap="tab20", interpolation="nearest")
+            else:
+                ax.text(0.5, 0.5, "image-level\nor none", ha="center", va="center", fontsize=7)
+            if j == 0:
+                ax.set_ylabel(cat, fontsize=8)
+    for row in axes:
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    return fig

@@ -185,7 +185,7 @@ def test_bootstrap_weights_equal_explicit_resample():
     labels = torch.from_numpy(rng.integers(0, C, N))
     counts = torch.from_numpy(rng.multinomial(N, np.ones(N) / N))
     m = num_top(N, 0.1, 5)
-    Pw = _weighted_distributions(_rank(acts, labels, 0.0), counts[None], m, C)[0]
+    Pw = _weighted_distributions(_rank(acts, labels, 0.0), counts[None], [m], C)[m][0]
     idx = torch.repeat_interleave(torch.arange(N), counts)
     Pr = label_distributions(acts[idx], labels[idx], C, 0.1, 5)
     assert torch.allclose(Pw, Pr, equal_nan=True)

@@ -1,0 +1,86 @@
+"""Cost of the consistency metric relative to plain inference on the same images.
+
+The metric's full time on a set of images is one activation pass
+(:func:`consis_lib.activations.unit_activations`: forward + context-managed hook +
+spatial max) plus :func:`consis_lib.consistency.consistency_report` (Eq. 1-3, the
+bootstrap CIs and the sigma x top-fraction sweep). The baseline is a plain
+``model(x)`` loop over the same loader and model. Both are timed alternately in one
+run; the ratio of the medians is printed last as ``consistency_over_inference=R``
+(goal <= 1.15). ``consis_adv`` adds an FGSM pass per batch on top; that attack cost
+is not part of the metric and is not timed here.
+
+Usage: ``python benchmarks/metric_overhead.py [--arch resnet18] [--images 2400] [--repeats 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from consis_lib.activations import unit_activations
+from consis_lib.config import MetricConfig
+from consis_lib.consistency import consistency_report
+from consis_lib.models import build_model, metric_layer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--images", type=int, default=2400)
+    ap.add_argument("--classes", type=int, default=24)
+    ap.add_argument("--image-size", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+
+    torch.manual_seed(0)
+    model = build_model(args.arch, args.classes, image_size=args.image_size).eval()
+    layer = metric_layer(args.arch)
+    x = torch.rand(args.images, 3, args.image_size, args.image_size)
+    y = torch.randint(0, args.classes, (args.images,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=args.batch)
+    rng = np.random.default_rng(0)
+    d = np.triu(rng.integers(1, 20, (args.classes, args.classes)), 1)
+    distances = d + d.T
+    cfg = MetricConfig()  # default: bootstrap 1000, 5 sigmas x 4 top fractions
+
+    def inference() -> float:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for xb, _ in loader:
+                model(xb)
+        return time.perf_counter() - t0
+
+    parts: list[tuple[float, float]] = []
+
+    def metric() -> float:
+        t0 = time.perf_counter()
+        res = unit_activations(model, loader, layer, progress=False)
+        t1 = time.perf_counter()
+        consistency_report(res, distances, cfg)
+        t2 = time.perf_counter()
+        parts.append((t1 - t0, t2 - t1))
+        return t2 - t0
+
+    inference()  # warm-up
+    metric()
+    base, full = [], []
+    for _ in range(args.repeats):
+        base.append(inference())
+        full.append(metric())
+    b, f = statistics.median(base), statistics.median(full)
+    acts_t = statistics.median(p[0] for p in parts)
+    report_t = statistics.median(p[1] for p in parts)
+    print(f"arch={args.arch} layer={layer} images={args.images} image_size={args.image_size} threads={torch.get_num_threads()}")
+    print(f"bootstrap={cfg.bootstrap} sweep={len(cfg.sigmas)}x{len(cfg.top_fractions)}")
+    print(f"inference_s={b:.3f} metric_s={f:.3f} (activation pass {acts_t:.3f}, report {report_t:.3f})")
+    print(f"consistency_over_inference={f / b:.3f}")
+
+
+if __name__ == "__main__":
+    main()
