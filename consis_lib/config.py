@@ -113,6 +113,9 @@ class MetricConfig:
     sigmas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
     top_fractions: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05)
     bootstrap: int = 1000
+    # bootstrap replicates per point of the sigma x top-fraction sweep (capped at
+    # ``bootstrap``); the default point always uses ``bootstrap`` replicates
+    sweep_bootstrap: int = 200
 
 
 @dataclass(frozen=True)

@@ -115,23 +115,23 @@ def _weighted_distributions(
     """Eq. 1 for ``B`` weighted image sets and several top sizes ``m`` at once.
 
     ``weights [B, N]`` holds how often each image occurs in a (bootstrap) resample;
-    ``None`` means every image once. Returns ``{m: P [B, K, C]}`` float64 (NaN rows
+    ``None`` means every image once. Returns ``{m: P [B, K, C]}`` (float64 without
+    weights, float32 for replicates; NaN rows
     for units that no image activates). Only the first ``L`` ranked positions are
     read, ``L`` growing until every unit has gathered ``max(ms)`` images or run out
     of images above the floor, so the cost is ``O(B * K * m)``, not ``O(B * K * N)``.
     """
     K, N = ranked.order.shape
     B = 1 if weights is None else weights.shape[0]
+    # replicates are summarised in float32 (counts stay exact); point estimates in float64
+    dtype = torch.float64 if weights is None else torch.float32
     m_max = max(ms)
     L = min(N, m_max if weights is None else int(m_max + 6 * math.sqrt(m_max) + 16))
     while True:
         order = ranked.order[:, :L]
-        if weights is None:
-            w = torch.ones(1, K, L)
-        else:
-            w = weights[:, order].float()  # [B, K, L]; small integer counts, exact in float32
-        valid = torch.arange(L)[None, :] < ranked.num_valid[:, None]  # [K, L]
-        w = w * valid[None]
+        w = torch.ones(1, K, L) if weights is None else weights[:, order].float()  # [B, K, L]
+        if bool((ranked.num_valid < L).any()):
+            w = w * (torch.arange(L)[None, :] < ranked.num_valid[:, None])[None]
         cum = w.cumsum(-1)
         short = (cum[..., -1] < m_max) & (ranked.num_valid[None, :] > L)
         if L >= N or not bool(short.any()):
@@ -143,12 +143,13 @@ def _weighted_distributions(
         # positions needed for this m: up to the first place where the count reaches m
         reach = torch.searchsorted(flat, torch.full((flat.shape[0], 1), float(m))).max()
         Lm = min(L, int(reach) + 1)
-        capped = cum[..., :Lm].clamp(max=m)
-        taken = torch.diff(capped, dim=-1, prepend=torch.zeros(B, K, 1))  # copies inside the top m
+        taken = cum[..., :Lm].clamp(max=m)
+        total = taken[..., -1:].to(dtype, copy=True)
+        taken[..., 1:] -= taken[..., :-1].clone()  # copies of each ranked image inside the top m
         P = torch.zeros(B, K, num_classes)
         P.scatter_add_(2, ranked.labels[:, :Lm].expand(B, K, Lm), taken)
-        total = capped[..., -1:].double()
-        out[m] = torch.where(total > 0, P.double() / total.clamp(min=1), torch.full(P.shape, float("nan"), dtype=torch.float64))
+        P = P.to(dtype).div_(total.clamp(min=1))
+        out[m] = P.masked_fill_(total == 0, float("nan"))
     return out
 
 
@@ -286,6 +287,7 @@ class ConsistencyReport:
     diff: MeanCI | None = None
     undefined_units_adv: list[int] | None = None
     sweep: list[SweepRow] = field(default_factory=list)
+    sweep_bootstrap: int = 0
     accuracy: float | None = None
     adv_accuracy: float | None = None
 
@@ -363,8 +365,8 @@ class ConsistencyReport:
 
 def _resample_weights(num_images: int, replicates: int, gen: torch.Generator) -> torch.Tensor:
     idx = torch.randint(num_images, (replicates, num_images), generator=gen)
-    w = torch.zeros(replicates, num_images, dtype=torch.int32)
-    return w.scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.int32))
+    w = torch.zeros(replicates, num_images)
+    return w.scatter_add_(1, idx, torch.ones(idx.shape))
 
 
 def _nanmean_units(c: torch.Tensor) -> torch.Tensor:
@@ -387,6 +389,42 @@ def _ci(point: float, reps: np.ndarray, confidence: float, units: int) -> MeanCI
     # estimate mean(reps) - point, so that it is centred on the point estimate's scale.
     bias = float(reps.mean()) - float(point) if math.isfinite(point) else 0.0
     return MeanCI(float(point), float(lo) - bias, float(hi) - bias, units)
+
+
+def _bootstrap_means(
+    ranked: dict[str, _Ranked],
+    m_of: dict[float, int],
+    A: dict[float, torch.Tensor],
+    replicates: int,
+    seed: int,
+    N: int,
+    K: int,
+) -> dict[tuple[str, float, float], np.ndarray]:
+    """Layer means of ``consis`` for ``replicates`` bootstrap resamples of the images.
+
+    Returns ``{(side, sigma, top_fraction): [replicates]}``. Every side, sigma and
+    fraction sees the same resamples (paired comparisons such as real - adv).
+    """
+    sigmas = list(A)
+    A_stack = torch.stack([A[s] for s in sigmas]).float()
+    C = A_stack.shape[-1]
+    reps = {(side, s, f): np.full(max(replicates, 0), np.nan) for side in ranked for s in sigmas for f in m_of}
+    if replicates <= 0:
+        return reps
+    ms = sorted(set(m_of.values()))
+    m_max = ms[-1]
+    gen = torch.Generator().manual_seed(seed)
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, K * min(N, int(m_max + 6 * math.sqrt(m_max) + 16))))
+    for start in range(0, replicates, chunk):
+        b = min(chunk, replicates - start)
+        W = _resample_weights(N, b, gen)
+        for side, rk in ranked.items():
+            Pb = _weighted_distributions(rk, W, ms, C)
+            for frac, m in m_of.items():
+                c_all = _nanmean_units(_consistency_many(Pb[m], A_stack)).numpy()  # [S, b]
+                for si, s in enumerate(sigmas):
+                    reps[(side, s, frac)][start : start + b] = c_all[si]
+    return reps
 
 
 def consistency_report(
@@ -418,7 +456,9 @@ def consistency_report(
     Returns
     -------
     ConsistencyReport; the sweep covers every (sigma, top_fraction) pair of
-    ``cfg.sigmas x cfg.top_fractions`` (plus the defaults), real and adversarial.
+    ``cfg.sigmas x cfg.top_fractions`` (plus the defaults), real and adversarial,
+    with ``cfg.sweep_bootstrap`` replicates per point (``cfg.bootstrap`` for the
+    default point, whose row equals ``mean``/``mean_adv``).
 
     Example
     -------
@@ -450,31 +490,16 @@ def consistency_report(
     ranked = {k: _rank(v, labels, floor) for k, v in sides.items()}
 
     point: dict[tuple[str, float, float], torch.Tensor] = {}  # (side, sigma, frac) -> [K]
-    reps: dict[tuple[str, float, float], np.ndarray] = {}  # -> [R] replicate layer means
     m_of = {frac: num_top(N, frac, cfg.min_top) for frac in fractions}
-    ms = sorted(set(m_of.values()))
     for side, rk in ranked.items():
-        Ps = _weighted_distributions(rk, None, ms, C)
+        Ps = _weighted_distributions(rk, None, sorted(set(m_of.values())), C)
         for frac in fractions:
             for s in sigmas:
                 point[(side, s, frac)] = consistency(Ps[m_of[frac]][0], A[s])
-                reps[(side, s, frac)] = np.full(max(R, 0), np.nan)
-    A_stack = torch.stack([A[s] for s in sigmas])
-    if R > 0:
-        # the same resamples for every side, sigma and fraction (paired comparisons)
-        gen = torch.Generator().manual_seed(seed)
-        m_max = max(ms)
-        chunk = max(1, _CHUNK_ELEMENTS // max(1, K * min(N, int(m_max + 6 * math.sqrt(m_max) + 16))))
-        for start in range(0, R, chunk):
-            b = min(chunk, R - start)
-            W = _resample_weights(N, b, gen)
-            for side, rk in ranked.items():
-                Pb = _weighted_distributions(rk, W, ms, C)
-                for frac in fractions:
-                    c_all = _nanmean_units(_consistency_many(Pb[m_of[frac]], A_stack)).numpy()  # [S, b]
-                    for si, s in enumerate(sigmas):
-                        reps[(side, s, frac)][start : start + b] = c_all[si]
     key = (cfg.sigma, cfg.top_fraction)
+    # the sweep's replicates first, then the default point's (more replicates)
+    reps = _bootstrap_means(ranked, m_of, A, min(R, int(cfg.sweep_bootstrap)), seed + 1, N, K)
+    reps.update(_bootstrap_means(ranked, {cfg.top_fraction: m_of[cfg.top_fraction]}, {cfg.sigma: A[cfg.sigma]}, R, seed, N, K))
 
     def summary(side: str, s: float, frac: float) -> MeanCI:
         c = point[(side, s, frac)]
@@ -502,6 +527,7 @@ def consistency_report(
         mean=summary("real", *key),
         undefined_units=torch.isnan(real).nonzero().flatten().tolist(),
         sweep=sweep,
+        sweep_bootstrap=min(R, int(cfg.sweep_bootstrap)),
         accuracy=_finite_or_none(activations.accuracy) if hasattr(activations, "preds") else None,
     )
     if "adv" in sides:

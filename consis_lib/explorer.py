@@ -246,6 +246,10 @@ def live_explorer(tables: Mapping[str, pd.DataFrame], render: Callable[[str, int
 
 
 HIGHLIGHTS = ("activation", "discrepancy")
+HIGHLIGHT_TEXT = {
+    "discrepancy": "bright regions are the unit's discrepancy map (Zhou et al. 2015): occluding them lowers its activation the most",
+    "activation": "bright regions are the unit's activation map upsampled to the image (the fast option; not a discrepancy map)",
+}
 
 
 def build_views(
@@ -292,15 +296,15 @@ def build_views(
                 concepts[int(u)] = (str(concept), str(category), float(iou))
     except ConsisError:
         pass
-    ds = ctx.dataset("val")
+    images, labels = ctx.tensors("val")
     model = ctx.model(name)
     views = []
     for u in units:
         real_idx = torch.argsort(acts.acts[:, u], descending=True, stable=True)[:top_k].tolist()
         adv_idx = torch.argsort(acts.adv_acts[:, u], descending=True, stable=True)[:top_k].tolist()
-        xr = torch.stack([ds[i][0] for i in real_idx])
-        xa_src = torch.stack([ds[i][0] for i in adv_idx])
-        ya = torch.tensor([ds[i][1] for i in adv_idx])
+        xr = images[real_idx]
+        xa_src = images[adv_idx]
+        ya = labels[adv_idx]
         xa = fgsm(model, xa_src.to(ctx.device), ya.to(ctx.device), ctx.profile.attack.eps).cpu()
         if highlight == "activation":
             hr = [acts.maps[i, u] for i in real_idx]

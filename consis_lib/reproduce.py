@@ -609,11 +609,22 @@ class ArchContext:
 
         return self._memo(f"ds-{split}", lambda: WnidImageFolder(self.data_root, split, image_size=self.profile.data.image_size))
 
-    def loader(self, split: str = "val") -> Any:
-        """A deterministic (unshuffled) DataLoader over :meth:`dataset`."""
-        from torch.utils.data import DataLoader
+    def tensors(self, split: str = "val") -> tuple[Any, Any]:
+        """All images ``[N, 3, H, W]`` and labels ``[N]`` of ``split``, decoded once and kept."""
+        import torch
 
-        return DataLoader(self.dataset(split), batch_size=self.profile.dissect.batch_size, shuffle=False, num_workers=0)
+        def make() -> tuple[Any, Any]:
+            ds = self.dataset(split)
+            items = [ds[i] for i in range(len(ds))]
+            return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
+
+        return self._memo(f"tensors-{split}", make)
+
+    def loader(self, split: str = "val") -> Any:
+        """A deterministic (unshuffled) DataLoader over the preloaded :meth:`tensors`."""
+        from torch.utils.data import DataLoader, TensorDataset
+
+        return DataLoader(TensorDataset(*self.tensors(split)), batch_size=self.profile.dissect.batch_size, shuffle=False)
 
     def model(self, name: str) -> Any:
         """The trained ``"normal"`` or ``"adv"`` model (eval mode, on ``self.device``)."""
@@ -732,8 +743,8 @@ class ArchContext:
 
         from consis_lib.attacks import targeted_l2
 
-        ds = self.dataset("val")
-        x, y = ds[index]
+        xs, ys = self.tensors("val")
+        x, y = xs[index], int(ys[index])
         target = int(np.argmax(self.distances()[y]))
         model = self.model(name)
         a = self.profile.attack
@@ -774,6 +785,18 @@ def build_book(root: Path) -> str | None:
             LOG.error("%s", ln)
         return "jupyter-book build failed (warnings above)"
     return None
+
+
+def template_parameters(profile: Profile, template: str) -> dict[str, Any]:
+    """Extra papermill parameters of one template for a profile.
+
+    The ambiguity page uses discrepancy maps (Zhou et al. 2015), except on the
+    ``smoke`` profile, whose time budget only allows the upsampled activation map;
+    the page names the highlight it shows.
+    """
+    if template == "02_ambiguity":
+        return {"highlight": "activation" if profile.name == "smoke" else "discrepancy"}
+    return {}
 
 
 def reproduce(
@@ -837,10 +860,9 @@ def reproduce(
             bar.update(2)
             for tpl in templates:
                 bar.set_postfix_str(f"{arch} {tpl.stem}")
-                err = execute_notebook(
-                    tpl, paths.executed / arch / tpl.name,
-                    dict(arch=arch, profile=profile.name, seed=seed, runs_root=str(root / "runs")), root,
-                )
+                params = dict(arch=arch, profile=profile.name, seed=seed, runs_root=str(root / "runs"))
+                params.update(template_parameters(profile, tpl.stem))
+                err = execute_notebook(tpl, paths.executed / arch / tpl.name, params, root)
                 if err:
                     LOG.error("%s", err)
                     failures.append(err)

@@ -157,11 +157,15 @@ def ratio_bars(table: pd.DataFrame) -> Figure:
         column per category holding percentages.
     """
     df = table.reset_index() if "model" not in table.columns else table
-    cats = [c for c in df.columns if c not in ("model", "images", "index")]
+    cats = list(df.select_dtypes("number").columns)
+    keys = [c for c in ("arch", "model", "images") if c in df.columns]
+    if not cats or df.empty:
+        raise ConsisError("the Table 2 frame holds no category columns; run the 04_dissection notebook first")
     fig, ax = plt.subplots(figsize=(7, 3))
     width = 0.8 / max(len(df), 1)
     for i, (_, row) in enumerate(df.iterrows()):
-        ax.bar(np.arange(len(cats)) + i * width, [row[c] for c in cats], width, label=f"{row.get('model', '')} {row.get('images', '')}")
+        label = " ".join(str(row[k]) for k in keys)
+        ax.bar(np.arange(len(cats)) + i * width, [float(row[c]) for c in cats], width, label=label)
     ax.set_xticks(np.arange(len(cats)) + 0.4 - width / 2, cats)
     ax.set_ylabel("% aligned units")
     ax.legend(fontsize=7)

@@ -151,3 +151,14 @@ def test_cli_registers_reproduce() -> None:
 
     args = build_parser().parse_args(["reproduce", "--profile", "smoke", "--arch", "resnet18", "--no-book"])
     assert args.profile == "smoke" and args.arch == ["resnet18"] and args.no_book
+
+
+def test_ratio_bars_draws_every_row_and_category() -> None:
+    from consis_lib import viz
+
+    fig = viz.ratio_bars(rp.table2(_results()))
+    ax = fig.axes[0]
+    assert len(ax.containers) == 4  # normal/adv x real/adversarial
+    assert len(ax.containers[0]) == 6  # one bar per Broden category
+    heights = {c.get_label(): [b.get_height() for b in c] for c in ax.containers}
+    assert heights["ResNet-18 normal real"][rp.CATEGORIES.index("object")] == 50.0

@@ -188,7 +188,12 @@ def test_bootstrap_weights_equal_explicit_resample():
     Pw = _weighted_distributions(_rank(acts, labels, 0.0), counts[None], [m], C)[m][0]
     idx = torch.repeat_interleave(torch.arange(N), counts)
     Pr = label_distributions(acts[idx], labels[idx], C, 0.1, 5)
-    assert torch.allclose(Pw, Pr, equal_nan=True)
+    assert torch.allclose(Pw.double(), Pr, atol=1e-6, equal_nan=True)
+    # several top sizes in one call give the same answers as separate calls
+    both = _weighted_distributions(_rank(acts, labels, 0.0), counts[None], [m, 3 * m], C)
+    assert torch.equal(both[m][0], Pw)
+    P3 = label_distributions(acts[idx], labels[idx], C, 0.3, 5)
+    assert torch.allclose(both[3 * m][0].double(), P3, atol=1e-6, equal_nan=True)
 
 
 # ---------------------------------------------------------------- degenerate input

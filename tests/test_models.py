@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import urllib.error
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -15,6 +16,19 @@ from consis_lib.config import ModelConfig
 from consis_lib.errors import ConsisError
 from consis_lib.hooks import capture, count_hooks
 from consis_lib.models import ARCHS, Normalize, build_model, metric_layer, model_from_config
+
+
+@pytest.fixture(scope="module")
+def paper_model() -> Callable[[str], nn.Module]:
+    """Paper-scale models built once per module (VGG-16 takes seconds to initialise)."""
+    cache: dict[str, nn.Module] = {}
+
+    def get(arch: str) -> nn.Module:
+        if arch not in cache:
+            cache[arch] = build_model(arch, 1000, scale="paper")
+        return cache[arch]
+
+    return get
 
 
 def n_params(m: nn.Module) -> int:
@@ -29,8 +43,8 @@ def test_normalize_known_answer() -> None:
 
 
 @pytest.mark.parametrize("arch", ["alexnet", "resnet18", "vgg16"])
-def test_paper_scale_is_exactly_torchvision(arch: str) -> None:
-    ours = build_model(arch, 1000, scale="paper")
+def test_paper_scale_is_exactly_torchvision(arch: str, paper_model: Callable[[str], nn.Module]) -> None:
+    ours = paper_model(arch)
     ref = getattr(torchvision.models, arch)()
     assert n_params(ours) == n_params(ref)
     assert list(ours.state_dict()) == list(ref.state_dict())
@@ -38,6 +52,7 @@ def test_paper_scale_is_exactly_torchvision(arch: str) -> None:
     if arch == "vgg16":
         return  # a forward pass of VGG-16 at 224 px is slow on a shared CPU
     # torchvision's weights load strictly; our model = torchvision's on normalised input
+    ours = build_model(arch, 1000, scale="paper")
     ours.load_state_dict(ref.state_dict())
     ours.eval(), ref.eval()
     x = torch.rand(2, 3, 96, 96)
@@ -55,8 +70,10 @@ def _last_relu_after_last_conv(model: nn.Module, prefix: str) -> str:
 
 @pytest.mark.parametrize("scale", ["paper", "small"])
 @pytest.mark.parametrize("arch", ["alexnet", "vgg16"])
-def test_metric_layer_is_relu_after_last_conv(arch: str, scale: str) -> None:
-    model = build_model(arch, 10, scale=scale)
+def test_metric_layer_is_relu_after_last_conv(
+    arch: str, scale: str, paper_model: Callable[[str], nn.Module]
+) -> None:
+    model = paper_model(arch) if scale == "paper" else build_model(arch, 10, scale=scale)
     assert metric_layer(arch, scale) == _last_relu_after_last_conv(model, "features")
 
 

@@ -1,0 +1,366 @@
+"""Eq. 6 training: the consistent loss, one step, fit/resume/checkpoints, bad input, torchrun."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from consis_lib import train as train_mod
+from consis_lib.attacks import fgsm_from_grad
+from consis_lib.config import AttackConfig, ModelConfig, Profile, TrainConfig, get_profile
+from consis_lib.errors import ConsisError
+from consis_lib.hooks import capture, count_hooks
+from consis_lib.train import (
+    StepOptions,
+    augment,
+    clean_backward,
+    consistent_loss,
+    eq6_backward,
+    fit,
+    load_checkpoint,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- consistent loss
+
+
+def test_consistent_loss_gradient_is_2_a_minus_b_over_n() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 4, 2, 2, generator=g, requires_grad=True)
+    b = torch.randn(3, 4, 2, 2, generator=g, requires_grad=True)
+    consistent_loss(b, a).backward()
+    n = a.numel()
+    assert torch.allclose(a.grad, 2 * (a - b).detach() / n)
+    assert b.grad is None  # stop-gradient on the clean side
+    a.grad = None
+    consistent_loss(b, a, stop_gradient=False).backward()
+    assert torch.allclose(b.grad, -2 * (a - b).detach() / n)
+
+
+def test_consistent_loss_known_values() -> None:
+    clean = torch.tensor([[0.0, 0.0]])
+    adv = torch.tensor([[1.0, 2.0]])
+    assert float(consistent_loss(clean, adv)) == pytest.approx(2.5)
+    # normalised: orthogonal unit vectors are sqrt(2) apart
+    u, v = torch.tensor([[3.0, 0.0]]), torch.tensor([[0.0, 0.5]])
+    assert float(consistent_loss(u, v, normalize=True)) == pytest.approx(2.0)
+
+
+def test_normalised_consistent_loss_is_scale_free() -> None:
+    """The collapse guard: shrinking all features towards 0 does not lower it."""
+    g = torch.Generator().manual_seed(1)
+    f, h = torch.rand(4, 8, 3, 3, generator=g), torch.rand(4, 8, 3, 3, generator=g)
+    base = consistent_loss(f, h, normalize=True)
+    for c in (1e-3, 0.5, 7.0):
+        assert float(consistent_loss(c * f, c * h, normalize=True)) == pytest.approx(float(base), rel=1e-5)
+    raw = float(consistent_loss(f, h))
+    assert float(consistent_loss(0.1 * f, 0.1 * h)) == pytest.approx(0.01 * raw, rel=1e-5)  # raw MSE is not
+
+
+# --------------------------------------------------------------------------- one Eq. 6 step
+
+
+class Tiny(nn.Module):
+    """Conv -> ReLU ("feat") -> pool -> linear, no BatchNorm/Dropout (mode-free)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.feat = nn.ReLU()
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.feat(self.conv(x)).mean((2, 3)))
+
+
+def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(8, 3, 6, 6, generator=g), torch.randint(0, 4, (8,), generator=g)
+
+
+@pytest.mark.parametrize(("alpha", "beta", "normalize"), [(0.5, 0.0, False), (0.3, 2.0, False), (0.5, 0.7, True)])
+def test_eq6_gradients_match_direct_autograd(alpha: float, beta: float, normalize: bool) -> None:
+    x, y = batch()
+    eps = 0.05
+    model = Tiny()
+    opts = StepOptions(alpha=alpha, beta=beta, eps=eps, layer="feat", normalize_features=normalize)
+    out = eq6_backward(model, x, y, opts)
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    assert count_hooks(model) == 0
+
+    # Direct evaluation of Eq. 6 with an independently computed FGSM image.
+    ref = Tiny()
+    xg = x.clone().requires_grad_(True)
+    (gx,) = torch.autograd.grad(F.cross_entropy(ref(xg), y), xg)
+    x_adv = (x + eps * gx.sign()).clamp(0, 1)
+    with capture(ref, ["feat"], detach=False) as f:
+        ce_clean = F.cross_entropy(ref(x), y)
+        phi_clean = f["feat"].detach()
+        ce_adv = F.cross_entropy(ref(x_adv), y)
+        phi_adv = f["feat"]
+    if normalize:
+        d = (F.normalize(phi_adv.flatten(1), dim=1) - F.normalize(phi_clean.flatten(1), dim=1)).pow(2).sum(1).mean()
+    else:
+        d = (phi_adv - phi_clean).pow(2).mean()
+    loss = alpha * ce_clean + (1 - alpha) * ce_adv + beta * d
+    loss.backward()
+    assert float(out["loss"]) == pytest.approx(float(loss.detach()), rel=1e-5)
+    for n, p in ref.named_parameters():
+        assert torch.allclose(got[n], p.grad, atol=1e-6), n
+
+
+def test_eq6_with_alpha_one_and_beta_zero_is_a_clean_step_plus_nothing() -> None:
+    x, y = batch(1)
+    m1, m2 = Tiny(), Tiny()
+    eq6_backward(m1, x, y, StepOptions(alpha=1.0, beta=0.0, layer="feat"))
+    clean_backward(m2, x, y)
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        assert torch.allclose(p1.grad, p2.grad, atol=1e-7)
+
+
+def test_one_optimiser_step_lowers_the_eq6_loss() -> None:
+    x, y = batch(2)
+    model = Tiny()
+    opts = StepOptions(alpha=0.5, beta=0.5, eps=0.03, layer="feat", normalize_features=True)
+    # x* of the current model, then the Eq. 6 objective at that fixed x*
+    xg = x.clone().requires_grad_(True)
+    (gx,) = torch.autograd.grad(F.cross_entropy(model(xg), y), xg)
+    x_adv = fgsm_from_grad(x, gx, opts.eps)
+
+    def objective() -> float:
+        with torch.no_grad(), capture(model, ["feat"]) as f:
+            ce = F.cross_entropy(model(x), y)
+            fc = f["feat"]
+            ca = F.cross_entropy(model(x_adv), y)
+            return float(0.5 * ce + 0.5 * ca + opts.beta * consistent_loss(fc, f["feat"], normalize=True))
+
+    before = objective()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    out = eq6_backward(model, x, y, opts)
+    assert float(out["loss"]) == pytest.approx(before, rel=1e-5)
+    opt.step()
+    assert objective() < before
+
+
+def test_augment_is_deterministic_flip_and_shift() -> None:
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    a = augment(x, torch.Generator().manual_seed(0))
+    b = augment(x, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == x.shape
+    # every output pixel is an input pixel of the same image and channel
+    for i in range(2):
+        for c in range(3):
+            assert set(a[i, c].flatten().tolist()) <= set(x[i, c].flatten().tolist())
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def synthetic(n_per_class: int, classes: int = 4, seed: int = 0, size: int = 16) -> TensorDataset:
+    """Class = a colour tint plus noise: learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    tints = torch.linspace(0.1, 0.9, classes)
+    y = torch.arange(classes).repeat_interleave(n_per_class)
+    x = 0.5 * torch.rand(len(y), 3, size, size, generator=g)
+    x[:, 0] += tints[y].view(-1, 1, 1) * 0.5
+    return TensorDataset(x.clamp(0, 1), y)
+
+
+def tiny_profile(**train: object) -> Profile:
+    base = get_profile("smoke")
+    fields: dict[str, object] = dict(epochs=2, adv_epochs=2, batch_size=16, lr=0.05, adv_lr=0.02)
+    fields.update(train)
+    tcfg = dataclasses.replace(base.train, **fields)  # type: ignore[arg-type]
+    return dataclasses.replace(
+        base, train=tcfg, model=ModelConfig(arch="alexnet", width_divisor=16), attack=AttackConfig(eps=4 / 255)
+    )
+
+
+def test_fit_writes_checkpoint_and_log_that_reload(tmp_path: Path) -> None:
+    prof = tiny_profile()
+    res = fit(prof, tmp_path / "n", train_set=synthetic(12), val_set=synthetic(4, seed=1), progress=False)
+    lines = [json.loads(s) for s in (tmp_path / "n" / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in lines] == [1, 2]
+    for key in ("loss", "train_acc", "val_acc", "val_fgsm_acc", "feature_mean"):
+        assert all(np.isfinite(e[key]) for e in lines), key
+    model, meta = load_checkpoint(tmp_path / "n")
+    assert meta["arch"] == "alexnet" and meta["num_classes"] == 4 and meta["epoch"] == 2 and not meta["adv"]
+    assert len(meta["config_hash"]) == 12
+    x = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), res.model(x))
+    assert not list((tmp_path / "n").glob("*.tmp"))
+
+
+def _states_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("adv", [False, True])
+def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, adv: bool) -> None:
+    prof = tiny_profile()
+    data = dict(train_set=synthetic(12), val_set=synthetic(4, seed=1), progress=False)
+    init = None
+    if adv:
+        init = fit(dataclasses.replace(prof, train=dataclasses.replace(prof.train, epochs=1)), tmp_path / "n", **data).checkpoint
+    full = fit(prof, tmp_path / "full", adv=adv, init=init, **data)
+
+    real_save = train_mod._atomic_save
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_first(obj: dict, path: Path) -> None:
+        real_save(obj, path)
+        if obj["epoch"] == 1:
+            raise Crash
+
+    monkeypatch.setattr(train_mod, "_atomic_save", crash_after_first)
+    with pytest.raises(Crash):
+        fit(prof, tmp_path / "part", adv=adv, init=init, **data)
+    monkeypatch.setattr(train_mod, "_atomic_save", real_save)
+    assert load_checkpoint(tmp_path / "part")[1]["epoch"] == 1
+    resumed = fit(prof, tmp_path / "part", adv=adv, init=init, resume=True, **data)
+    assert _states_equal(resumed.model.state_dict(), full.model.state_dict())
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_unknown_arch_is_a_consis_error(tmp_path: Path) -> None:
+    with pytest.raises(ConsisError, match="unknown arch"):
+        fit(tiny_profile(), tmp_path, arch="lenet", train_set=synthetic(4), val_set=synthetic(2))
+
+
+def test_checkpoint_of_another_arch_or_class_count_is_refused(tmp_path: Path) -> None:
+    prof = tiny_profile(epochs=1)
+    data = dict(train_set=synthetic(8), val_set=synthetic(2, seed=1), progress=False)
+    fit(prof, tmp_path / "a", **data)
+    with pytest.raises(ConsisError, match="alexnet checkpoint, not resnet18"):
+        load_checkpoint(tmp_path / "a", arch="resnet18")
+    with pytest.raises(ConsisError, match="4 classes, the data has 5"):
+        load_checkpoint(tmp_path / "a" / "model.pt", num_classes=5)
+    with pytest.raises(ConsisError, match="not resnet18"):
+        fit(prof, tmp_path / "b", arch="resnet18", adv=True, init=tmp_path / "a", **data)
+    five = dict(train_set=synthetic(4, classes=5), val_set=synthetic(2, classes=5), progress=False)
+    with pytest.raises(ConsisError, match="4 classes"):
+        fit(prof, tmp_path / "c", adv=True, init=tmp_path / "a", **five)
+    with pytest.raises(ConsisError, match="--init"):
+        fit(prof, tmp_path / "d", adv=True, **data)
+    other = dataclasses.replace(prof, train=dataclasses.replace(prof.train, lr=0.01))
+    with pytest.raises(ConsisError, match="another configuration"):
+        fit(other, tmp_path / "a", resume=True, **data)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConsisError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    prof = tiny_profile(epochs=1)
+    fit(prof, tmp_path, train_set=synthetic(8), val_set=synthetic(2, seed=1), progress=False)
+    good = (tmp_path / "model.pt").read_bytes()
+    bad = synthetic(8)
+    bad.tensors[0][:] = float("nan")
+    with pytest.raises(ConsisError, match=r"loss is nan at epoch 1 step 1 .*last good checkpoint"):
+        fit(prof, tmp_path, train_set=bad, val_set=synthetic(2, seed=1), progress=False)
+    assert (tmp_path / "model.pt").read_bytes() == good
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_paper_scale_eq6_on_torchvision_resnet18(tmp_path: Path) -> None:
+    """The paper path (torchvision ResNet-18, random weights) runs Eq. 6 end to end."""
+    base = get_profile("paper")
+    prof = dataclasses.replace(
+        base,
+        model=dataclasses.replace(base.model, pretrained=False),
+        train=dataclasses.replace(
+            base.train, epochs=1, batch_size=4, num_workers=0, finetune_from_normal=False, augment=False
+        ),
+    )
+    res = fit(prof, tmp_path, arch="resnet18", adv=True, train_set=synthetic(2, size=64),
+              val_set=synthetic(1, size=64), progress=False)
+    meta = load_checkpoint(tmp_path, arch="resnet18", num_classes=4)[1]
+    assert meta["scale"] == "paper" and meta["layer"] == "layer4" and meta["adv"]
+    assert np.isfinite(res.history[0]["consistent"])
+
+
+# --------------------------------------------------------------------------- folders, CLI, torchrun
+
+
+def _image_folder(root: Path, per_class: int, size: int = 32) -> Path:
+    """A tiny ImageNet-layout folder (WNID class folders of PNGs)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", per_class), ("val", max(2, per_class // 4))):
+        for k, wnid in enumerate(("n02084071", "n02121808", "n02958343")):  # dog, domestic cat, car
+            d = root / split / wnid
+            d.mkdir(parents=True)
+            for i in range(n):
+                arr = (rng.random((size, size, 3)) * 120).astype(np.uint8)
+                arr[..., k] += 120
+                Image.fromarray(arr).save(d / f"{i}.png")
+    return root
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def test_cli_trains_from_an_image_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("consis_lib.data.imagefolder")
+    from consis_lib.cli import main
+
+    data = _image_folder(tmp_path / "data", per_class=8)
+    out = tmp_path / "run"
+    args = ["train", "--arch", "resnet18", "--profile", "smoke", "--data", str(data), "--batch-size", "8",
+            "--epochs", "1", "--device", "cpu"]
+    assert main(args + ["--out", str(out)]) == 0
+    model, meta = load_checkpoint(out, arch="resnet18", num_classes=3)
+    assert meta["wnids"] == ["n02084071", "n02121808", "n02958343"]
+    assert meta["config"]["train"]["batch_size"] == 8 and meta["config"]["train"]["epochs"] == 1
+    capsys.readouterr()
+    assert main(args + ["--out", str(tmp_path / "x"), "--adv"]) == 2
+    err = capsys.readouterr().err
+    assert "--init" in err and len(err.strip().splitlines()) == 1
+    assert main(args + ["--out", str(tmp_path / "y"), "--adv", "--init", str(out)]) == 0
+    assert load_checkpoint(tmp_path / "y")[1]["adv"]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gloo_smoke(tmp_path: Path) -> None:
+    pytest.importorskip("consis_lib.data.imagefolder")
+    data = _image_folder(tmp_path / "data", per_class=16)
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "consis_lib", "train", "--arch", "resnet18", "--profile", "smoke", "--device", "cpu",
+           "--data", str(data), "--out", str(out), "--batch-size", "8"]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    model, meta = load_checkpoint(out, arch="resnet18", num_classes=3)
+    assert meta["epoch"] == get_profile("smoke").train.epochs
+    log = [json.loads(s) for s in (out / "log.jsonl").read_text().splitlines()]
+    assert len(log) == meta["epoch"]  # rank 0 only writes
+    # adversarial fine-tuning under torchrun from that checkpoint
+    proc = subprocess.run(cmd[:-3] + ["--out", str(tmp_path / "ddp_adv"), "--adv", "--init", str(out),
+                                      "--batch-size", "8"], env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "ddp_adv")[1]["adv"]
