@@ -284,40 +284,71 @@ class _Tally:
         return np.where(labels < self.num_labels, labels, 0)
 
     def add(self, fmap: torch.Tensor, items: list, thresholds: torch.Tensor) -> None:
-        """Tally one batch: ``fmap [B, K, h, w]`` with the batch's BrodenItems."""
+        """Tally one batch: ``fmap [B, K, h, w]`` with the batch's BrodenItems.
+
+        Only (image, unit) pairs whose map exceeds the unit's threshold somewhere are
+        upsampled: a bilinear upsampling never exceeds the largest input value, so
+        the other masks are empty (the shortcut NetDissect-Lite takes as well).
+        """
         B, K = fmap.shape[:2]
+        L = self.num_labels
+        has_cat = np.zeros((B, len(CATEGORIES)))
+        scalars: list[list[int]] = []
+        planes: list[np.ndarray] = []  # per image [L_i, P_i]
+        sizes: list[tuple[int, int]] = []
         for i, item in enumerate(items):
             pixel = {c: np.asarray(v) for c, v in item.pixel_labels.items()}
             shapes = {v.shape[1:] for v in pixel.values() if v.ndim == 3}
             if len(shapes) > 1:
                 raise ConsisError(f"label masks of {item.path} have different sizes {sorted(shapes)}; fix the probe's index.csv sh/sw")
-            sh, sw = shapes.pop() if shapes else fmap.shape[2:]
-            up = F.interpolate(fmap[i : i + 1], size=(sh, sw), mode="bilinear", align_corners=False)[0]
-            mask = (up > thresholds[:, None, None]).reshape(K, -1)  # [K, P]
-            area = mask.sum(1).double().numpy()  # [K]
-            planes = []
+            sh, sw = shapes.pop() if shapes else tuple(fmap.shape[2:])
+            sizes.append((int(sh), int(sw)))
+            img_planes, img_scalars = [], []
             for ci, c in enumerate(CATEGORIES):
                 lab = self._clip(pixel[c].reshape(pixel[c].shape[0], -1)) if c in pixel and pixel[c].size else None
-                scalars = [s for s in item.image_labels.get(c, []) if 0 < s < self.num_labels]
+                sc = [s for s in item.image_labels.get(c, []) if 0 < s < L]
                 has_pixels = lab is not None and bool((lab > 0).any())
-                if has_pixels or scalars:
-                    self.unit_area_cat[:, ci] += area
+                has_cat[i, ci] = float(has_pixels or bool(sc))
                 if has_pixels:
-                    planes.append(lab)
-                for s in scalars:  # image-level label: the whole image is the mask
-                    self.inter[:, s] += area
+                    img_planes.append(lab)
+                img_scalars.extend(sc)
+                for s in sc:
                     self.label_area[s] += sh * sw
-            if planes:
-                lab = np.concatenate(planes)  # [L, P]
-                self.label_area += np.bincount(lab.ravel(), minlength=self.num_labels)[: self.num_labels] * (
-                    np.arange(self.num_labels) > 0
-                )
-                present = np.unique(lab[lab > 0])
-                onehot = torch.zeros(lab.shape[1], present.size)  # [P, U] pixel label counts
-                lab_t = torch.from_numpy(lab.astype(np.int64))
-                for j, value in enumerate(present.tolist()):
-                    onehot[:, j] = (lab_t == value).sum(0).float()
-                self.inter[:, present] += (mask.float() @ onehot).double().numpy()
+            lab = np.concatenate(img_planes) if img_planes else np.zeros((0, sh * sw), np.int64)
+            if lab.size:
+                counts = np.bincount(lab.ravel(), minlength=L)
+                counts[0] = 0
+                self.label_area += counts
+            planes.append(lab)
+            scalars.append(img_scalars)
+
+        area = np.zeros((B, K))
+        pairs = (fmap.amax(dim=(2, 3)) > thresholds[None, :]).nonzero()  # [N, 2] (image, unit)
+        for size in sorted(set(sizes)):
+            sel = pairs[torch.tensor([sizes[int(b)] == size for b in pairs[:, 0]], dtype=torch.bool)] if len(pairs) else pairs
+            if len(sel) == 0:
+                continue
+            bi, ki = sel[:, 0], sel[:, 1]
+            up = F.interpolate(fmap[bi, ki][:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+            mask = (up > thresholds[ki][:, None, None]).reshape(len(sel), -1)  # [N, P]
+            area[bi.numpy(), ki.numpy()] = mask.sum(1).double().numpy()
+            # label of every masked pixel in every plane of its image -> (unit, label) counts
+            imgs = sorted({int(b) for b in bi})
+            depth = max(planes[b].shape[0] for b in imgs)
+            if depth == 0:
+                continue
+            stack = np.zeros((B, depth, size[0] * size[1]), np.int64)
+            for b in imgs:
+                stack[b, : planes[b].shape[0]] = planes[b]
+            pair_idx, pix = mask.nonzero(as_tuple=True)
+            bnp, knp = bi.numpy()[pair_idx.numpy()], ki.numpy()[pair_idx.numpy()]
+            labs = stack[bnp, :, pix.numpy()]  # [M, depth]
+            keys = (knp[:, None] * L + labs)[labs > 0]
+            self.inter += np.bincount(keys, minlength=K * L).reshape(K, L)
+        self.unit_area_cat += area.T @ has_cat
+        for b, sc in enumerate(scalars):  # image-level labels: the whole image is the mask
+            for s in sc:
+                self.inter[:, s] += area[b]
 
     def iou(self, cat_index: np.ndarray) -> np.ndarray:
         cats = cat_index[: self.num_labels]
@@ -422,7 +453,13 @@ def dissect(
         model.train(was_training)
     assert tally is not None
     iou = tally.iou(cat_index)
-    return _report(layer, iou, names, cats, tally, np.asarray(thr, dtype=np.float64), len(probe), cfg, attack is not None)
+    res = _report(layer, iou, names, cats, tally, np.asarray(thr, dtype=np.float64), len(probe), cfg, attack is not None)
+    res.meta = {
+        "passes": 1 if (fixed or cache is not None) else 2,
+        "positions_per_unit": tq.total if tq is not None else None,
+        "kept_per_unit": tq.k if tq is not None else None,
+    }
+    return res
 
 
 def _report(

@@ -283,7 +283,7 @@ def build_views(
     if highlight not in HIGHLIGHTS:
         raise ConsisError(f"unknown highlight {highlight!r}; use one of {', '.join(HIGHLIGHTS)}")
     acts = ctx.activations(name, keep_maps=highlight == "activation")
-    report = ctx.consistency(name)
+    consis, consis_adv = ctx.unit_consistency(name)
     metric = ctx.profile.metric
     C = len(ctx.class_names())
     P = label_distributions(acts.acts, acts.labels, C, metric.top_fraction, metric.min_top)
@@ -315,8 +315,7 @@ def build_views(
             hr = list(discrepancy_maps(model, ctx.layer, xr, [u], ctx.profile.discrepancy)[:, 0])
             ha = list(discrepancy_maps(model, ctx.layer, xa, [u], ctx.profile.discrepancy)[:, 0])
         image = montage([list(xr), list(xa)], [hr, ha], thumb=thumb)
-        c = report.consis[u]
-        ca = report.consis_adv[u] if report.consis_adv is not None else float("nan")
+        c, ca = consis[u], consis_adv[u]
         concept = concepts.get(int(u))
         views.append(
             UnitView(
@@ -334,8 +333,8 @@ def explorer_views(ctx: Any, n_units: int = 32, top_k: int = 4, highlight: str =
     """The ~``n_units`` most interesting units of each model (see :func:`interesting_units`)."""
     out = {}
     for name in ("normal", "adv"):
-        rep = ctx.consistency(name)
-        out[name] = build_views(ctx, name, interesting_units(rep.consis, rep.consis_adv, n_units), top_k=top_k, highlight=highlight)
+        c, ca = ctx.unit_consistency(name)
+        out[name] = build_views(ctx, name, interesting_units(c, ca, n_units), top_k=top_k, highlight=highlight)
     return out
 
 
@@ -343,8 +342,8 @@ def live_from_context(ctx: Any, top_k: int = 4, highlight: str = "activation"):
     """:func:`live_explorer` over every unit of both models of an arch context."""
     tables = {}
     for name in ("normal", "adv"):
-        rep = ctx.consistency(name)
-        t = pd.DataFrame({"unit": range(len(rep.consis)), "consis": rep.consis, "consis_adv": rep.consis_adv})
+        c, ca = ctx.unit_consistency(name)
+        t = pd.DataFrame({"unit": range(len(c)), "consis": c, "consis_adv": ca})
         t["gap"] = t["consis"] - t["consis_adv"]
         tables[name] = t.fillna(-1.0)
     return live_explorer(tables, lambda name, u: build_views(ctx, name, [u], top_k=top_k, highlight=highlight)[0])

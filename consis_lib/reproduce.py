@@ -670,6 +670,27 @@ class ArchContext:
 
         return self._memo(f"acts-{name}-{keep_maps}", make)
 
+    def unit_consistency(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-unit ``consis(n)`` and ``consis_adv(n)`` [K] (Eq. 1-3 at the defaults, no bootstrap).
+
+        The same numbers as :meth:`consistency` gives per unit, without its
+        confidence intervals and sweeps (used by the explorer).
+        """
+        from consis_lib.consistency import consistency, label_distributions
+        from consis_lib.wordnet import correlation_matrix
+
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            acts, m = self.activations(name), self.profile.metric
+            A = correlation_matrix(self.distances(), m.sigma)
+            C = A.shape[0]
+            out = []
+            for a in (acts.acts, acts.adv_acts):
+                P = label_distributions(a, acts.labels, C, m.top_fraction, m.min_top)
+                out.append(np.asarray(consistency(P, A), float))
+            return out[0], out[1]
+
+        return self._memo(f"unit-cons-{name}", make)
+
     def consistency(self, name: str) -> Any:
         """Eq. 1-3 report (consis, consis_adv per unit, means with bootstrap CIs, sweeps)."""
         from consis_lib.consistency import consistency_report

@@ -301,6 +301,7 @@ def evaluate(
     device: str | torch.device | None = None,
     batch_size: int = 256,
     layer: str | None = None,
+    num_workers: int = 0,
 ) -> dict[str, float]:
     """Clean and FGSM accuracy (Table 3) of ``model`` on ``data``.
 
@@ -320,7 +321,7 @@ def evaluate(
     >>> evaluate(model, val_set, eps=8 / 255)["fgsm_acc"]  # doctest: +SKIP
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size)
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, num_workers=num_workers)
     was_training = model.training
     model.eval()
     n = clean = adv = 0
@@ -709,6 +710,33 @@ def fit(
         steps_per_epoch = None
         step_fn = eq6_backward if adv else clean_backward
 
+        def validate() -> dict[str, float]:
+            ev = evaluate(net, val_set, acfg.eps, device=dev, layer=layer, num_workers=tcfg.num_workers)
+            return {"val_acc": ev["clean_acc"], "val_fgsm_acc": ev["fgsm_acc"], "feature_mean": ev["feature_mean"]}
+
+        def save(epoch_done: int) -> None:
+            payload = {
+                "format": 1,
+                "arch": mcfg.arch,
+                "scale": mcfg.scale,
+                "width_divisor": mcfg.width_divisor,
+                "image_size": image_size,
+                "num_classes": num_classes,
+                "wnids": list(wnids) if wnids else [],
+                "adv": adv,
+                "epoch": epoch_done,
+                "epochs": epochs,
+                "layer": layer,
+                "config": to_dict(spec),
+                "config_hash": run_hash,
+                "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                "optimizer": optimizer.state_dict(),
+                "rng": torch.get_rng_state(),
+                "history": history,
+            }
+            _atomic_save(payload, ckpt_path)
+            _atomic_write_text("".join(json.dumps(h) + "\n" for h in history), out / LOG)
+
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
             gen = torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch * 1_009 + rank)
@@ -764,39 +792,24 @@ def fit(
             entry.update({k: v / seen for k, v in sums.items()})
             entry["train_acc"] = correct / seen
             if rank == 0:
-                ev = evaluate(net, val_set, acfg.eps, device=dev, layer=layer)
-                entry.update({
-                    "val_acc": ev["clean_acc"], "val_fgsm_acc": ev["fgsm_acc"], "feature_mean": ev["feature_mean"],
-                })
+                entry.update(validate())
                 entry["seconds"] = time.perf_counter() - t0
                 history.append(entry)
                 log.info("%s epoch %d: %s", out, epoch + 1, json.dumps(entry))
-                payload = {
-                    "format": 1,
-                    "arch": mcfg.arch,
-                    "scale": mcfg.scale,
-                    "width_divisor": mcfg.width_divisor,
-                    "image_size": image_size,
-                    "num_classes": num_classes,
-                    "wnids": list(wnids) if wnids else [],
-                    "adv": adv,
-                    "epoch": epoch + 1,
-                    "epochs": epochs,
-                    "layer": layer,
-                    "config": to_dict(spec),
-                    "config_hash": run_hash,
-                    "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                    "optimizer": optimizer.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "history": history,
-                }
-                _atomic_save(payload, ckpt_path)
-                _atomic_write_text("".join(json.dumps(h) + "\n" for h in history), out / LOG)
+                save(epoch + 1)
             else:
                 history.append(entry)
             _barrier(world)
 
-        if start_epoch >= epochs and rank == 0:
+        if epochs == 0 and not resume:
+            # Nothing to train (e.g. the paper profile's pretrained normal model):
+            # record the starting model and its accuracy as epoch 0.
+            if rank == 0:
+                entry = {"epoch": 0, "adv": adv, "lr": base_lr, **validate()}
+                history.append(entry)
+                save(0)
+            _barrier(world)
+        elif start_epoch >= epochs and rank == 0:
             log.info("%s is already trained for %d epochs", ckpt_path, epochs)
         net.eval()
         return FitResult(model=net, checkpoint=ckpt_path, history=history)

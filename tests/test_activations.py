@@ -95,3 +95,32 @@ def test_no_hook_left_behind_on_error_and_bad_input():
     with pytest.raises(KeyError, match="no layer"):
         unit_activations(model, loader, "layer9", progress=False)
     assert count_hooks(model) == 0
+
+
+def test_end_to_end_with_project_model_and_attacks(tmp_path):
+    """Real small ResNet-18, FGSM through fgsm_attack, then the consistency report."""
+    import numpy as np
+
+    from consis_lib.activations import fgsm_attack, least_likely_attack
+    from consis_lib.config import MetricConfig
+    from consis_lib.consistency import consistency_report
+    from consis_lib.models import build_model, metric_layer
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", 4, image_size=32)
+    layer = metric_layer("resnet18")
+    x = torch.rand(24, 3, 32, 32)
+    y = torch.randint(0, 4, (24,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=12)
+    res = unit_activations(model, loader, layer, attack=fgsm_attack(8 / 255), progress=False)
+    assert res.acts.shape == res.adv_acts.shape and res.acts.shape[0] == 24
+    assert not torch.allclose(res.acts, res.adv_acts)
+    d = np.array([[0, 2, 4, 4], [2, 0, 4, 4], [4, 4, 0, 2], [4, 4, 2, 0]])
+    rep = consistency_report(res, d, MetricConfig(min_top=5, bootstrap=20, sweep_bootstrap=10))
+    assert len(rep.consis) == res.acts.shape[1] and rep.mean_adv is not None
+    assert rep.to_json()
+    with pytest.raises(ConsisError, match="labels"):
+        fgsm_attack(8 / 255)(model, x[:2], None)
+    x_ll = least_likely_attack(4 / 255, iters=2)(model, x[:2], None)
+    assert (x_ll - x[:2]).abs().max() <= 4 / 255 + 1e-6
+    assert count_hooks(model) == 0

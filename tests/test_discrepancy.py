@@ -42,18 +42,18 @@ class Counting(nn.Module):
 
 
 def planted_images():
-    x = torch.zeros(2, 3, 64, 64)
-    x[:, 0, 40:42, 20:22] = 1.0  # red 2x2 square at rows 40-41, cols 20-21
-    x[:, 1, 10:12, 50:52] = 1.0  # green 2x2 square at rows 10-11, cols 50-51
+    x = torch.zeros(2, 3, 48, 48)
+    x[:, 0, 30:32, 12:14] = 1.0  # red 2x2 square at rows 30-31, cols 12-13
+    x[:, 1, 8:10, 36:38] = 1.0  # green 2x2 square at rows 8-9, cols 36-37
     return x
 
 
 def test_planted_units_peak_on_their_regions():
     model = Counting()
     dmap = discrepancy_maps(model, "relu", planted_images(), [0, 1], DiscrepancyConfig(batch_size=500))
-    patch, stride, n = occluder_geometry(64)
+    patch, stride, n = occluder_geometry(48)  # 2x2 patches at stride 1
     assert dmap.shape == (2, 2, n, n)
-    for unit, (r, c) in enumerate([(40, 20), (10, 50)]):
+    for unit, (r, c) in enumerate([(30, 12), (8, 36)]):
         m = dmap[0, unit]
         i, j = divmod(int(m.argmax()), n)
         # the peak patch covers the whole 2x2 square
@@ -113,12 +113,12 @@ def test_activation_highlight_is_the_upsampled_map():
     model = Counting()
     x = planted_images()
     amap = activation_highlight(model, "relu", x, [1])
-    assert amap.shape == (2, 1, 64, 64)
+    assert amap.shape == (2, 1, 48, 48)
     assert torch.allclose(amap[0, 0], x[0, 1])  # full resolution layer: the map itself
     down = nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU(), nn.MaxPool2d(4))
-    assert activation_highlight(down, "2", x, [0, 1]).shape == (2, 2, 64, 64)
+    assert activation_highlight(down, "2", x, [0, 1]).shape == (2, 2, 48, 48)
     shown = highlight(x[0], amap[0, 0])
-    assert shown[1, 10, 50] == 1.0 and shown[0, 40, 20] == pytest.approx(0.25)
+    assert shown[1, 8, 36] == 1.0 and shown[0, 30, 12] == pytest.approx(0.25)
 
 
 def test_bad_input():

@@ -215,6 +215,8 @@ def test_agrees_with_brute_force_reference(probe, cache_mb):
     T, iou = reference_dissection(model, model, probe, 0.02, cat_index)
     res = dissect(model, "1", probe, DissectConfig(quantile=0.02, batch_size=7, cache_mb=cache_mb), progress=False)
     assert np.array_equal(res.thresholds, T)
+    assert res.meta["passes"] == (1 if cache_mb else 2)
+    assert res.meta["kept_per_unit"] == 20 * 64 - int(np.floor((20 * 64 - 1) * 0.98))  # bounded top-k buffer
     np.testing.assert_allclose(res.iou, iou, atol=1e-12)
     best = iou.argmax(1)
     assert res.table.label.tolist() == [b if iou[k, b] > 0 else 0 for k, b in enumerate(best)]
@@ -275,3 +277,21 @@ def test_planted_red_unit_on_the_embedded_probe(embedded_probe):
     res = dissect(model, "1", embedded_probe, DissectConfig(quantile=red_fraction), progress=False)
     assert res.table.iloc[0].concept == "red-c" and res.table.iloc[0].iou > 0.5
     assert "part" in " ".join(res.notes)  # the embedded probe has no parts
+
+
+def test_adversarial_dissection_with_project_model(tmp_path):
+    """Small ResNet-18 at 32 px on the hand-built probe, real and least-likely adversarial."""
+    from consis_lib.activations import least_likely_attack
+    from consis_lib.models import build_model, metric_layer
+
+    probe32 = Broden(write_probe(tmp_path / "p32"), image_size=32)
+    torch.manual_seed(0)
+    model = build_model("resnet18", 4, image_size=32)
+    layer = metric_layer("resnet18")
+    real = dissect(model, layer, probe32, DissectConfig(batch_size=10), progress=False)
+    adv = dissect(model, layer, probe32, DissectConfig(batch_size=10), attack=least_likely_attack(4 / 255, iters=2), progress=False)
+    assert len(real.table) == len(adv.table) == real.iou.shape[0]
+    assert adv.adversarial and not real.adversarial
+    assert not np.array_equal(real.thresholds, adv.thresholds)
+    assert set(real.ratios) == set(CATEGORIES) and all(0 <= v <= 1 for v in real.ratios.values())
+    assert count_hooks(model) == 0

@@ -206,6 +206,15 @@ def test_fit_writes_checkpoint_and_log_that_reload(tmp_path: Path) -> None:
     assert not list((tmp_path / "n").glob("*.tmp"))
 
 
+def test_zero_epochs_records_the_starting_model(tmp_path: Path) -> None:
+    """The paper profile's normal model is the pretrained one: 0 epochs still give a checkpoint."""
+    res = fit(tiny_profile(epochs=0), tmp_path, train_set=synthetic(8), val_set=synthetic(4, seed=1), progress=False)
+    model, meta = load_checkpoint(tmp_path)
+    assert meta["epoch"] == 0 and [h["epoch"] for h in meta["history"]] == [0]
+    assert 0.0 <= meta["history"][0]["val_acc"] <= 1.0
+    assert _states_equal(model.state_dict(), res.model.state_dict())
+
+
 def _states_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -325,7 +334,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def test_cli_trains_from_an_image_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_trains_from_an_image_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], wordnet: object
+) -> None:
     pytest.importorskip("consis_lib.data.imagefolder")
     from consis_lib.cli import main
 
@@ -360,7 +371,7 @@ def test_torchrun_two_processes_gloo_smoke(tmp_path: Path) -> None:
     log = [json.loads(s) for s in (out / "log.jsonl").read_text().splitlines()]
     assert len(log) == meta["epoch"]  # rank 0 only writes
     # adversarial fine-tuning under torchrun from that checkpoint
-    proc = subprocess.run(cmd[:-3] + ["--out", str(tmp_path / "ddp_adv"), "--adv", "--init", str(out),
+    proc = subprocess.run(cmd[:-4] + ["--out", str(tmp_path / "ddp_adv"), "--adv", "--init", str(out),
                                       "--batch-size", "8"], env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert load_checkpoint(tmp_path / "ddp_adv")[1]["adv"]
