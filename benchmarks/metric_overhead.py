@@ -15,7 +15,7 @@ not grow with the model; it is timed too and printed on its own line
 (``report_over_inference``), not folded into the ratio. ``consis_adv`` adds an FGSM
 pass per batch; that attack is not part of the metric and is not timed here.
 
-Usage: ``python benchmarks/metric_overhead.py [--arch resnet18] [--images 2400] [--repeats 5]``
+Usage: ``python benchmarks/metric_overhead.py [--arch resnet18] [--images 1200] [--repeats 7]``
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from consis_lib.models import build_model, metric_layer
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="resnet18")
-    ap.add_argument("--images", type=int, default=2400)
+    ap.add_argument("--images", type=int, default=1200)
     ap.add_argument("--classes", type=int, default=24)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
 
     torch.manual_seed(0)

@@ -391,7 +391,9 @@ def dissect(
     cfg : DissectConfig (quantile 0.005, iou_threshold 0.04, batch_size, cache_mb).
     attack : optional ``attack(model, x, None) -> x_adv`` applied to every probe
         batch (e.g. :func:`consis_lib.activations.least_likely_attack`); the
-        dissection then runs on the adversarial images, thresholds included.
+        dissection then runs on the adversarial images, thresholds included. When
+        the cache overflows, the second pass attacks again: use a deterministic
+        attack (the least-likely method is).
     device : where the model runs (default: the model's device).
     thresholds : fixed ``[K]`` thresholds instead of the probe's own quantiles
         (e.g. the real images' thresholds for an adversarial run).
@@ -413,19 +415,18 @@ def dissect(
     was_training = model.training
     model.eval()
     loader = _batches(probe, cfg)
-    cache: list[tuple[torch.Tensor, list]] | None = []
-    budget = cfg.cache_mb * 2**20
+    fixed = thresholds is not None
+    thr = np.asarray(thresholds, dtype=np.float64).reshape(-1) if fixed else np.zeros(0)
+    # with fixed thresholds the tally runs in the only pass; otherwise the maps and
+    # labels are cached for the tally while they fit in cfg.cache_mb
+    cache: list[tuple[torch.Tensor, list]] | None = None if fixed else []
+    budget, used = cfg.cache_mb * 2**20, 0
+    tq: TopQuantile | None = None
+    tally: _Tally | None = None
     try:
-        fixed = thresholds is not None
-        tq: TopQuantile | None = None
-        used = 0
-        if fixed and cache is not None:
-            cache = None  # the tally can run in the only pass
-        tally: _Tally | None = None
         for fmap, items in _loop(model, layer, loader, attack, dev, f"dissect {layer}", progress):
             K = fmap.shape[1]
             if fixed:
-                thr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
                 if thr.shape[0] != K:
                     raise ConsisError(f"{thr.shape[0]} thresholds given but layer {layer!r} has {K} units")
                 tally = tally or _Tally(K, len(names))
@@ -437,7 +438,7 @@ def dissect(
             if cache is not None:
                 used += fmap.numel() * 4 + _item_bytes(items)
                 if used > budget:
-                    log.info("dissection cache over %d MiB; the tally will make a second pass", cfg.cache_mb)
+                    log.info("dissection cache over %d MiB; the tally makes a second pass", cfg.cache_mb)
                     cache = None
                 else:
                     cache.append((fmap, items))

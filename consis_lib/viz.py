@@ -18,17 +18,20 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from PIL import Image  # noqa: E402
+from consis_lib.errors import ConsisError
 
-from consis_lib.errors import ConsisError  # noqa: E402
+
+def _subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (4, 3), **kw: object) -> tuple[Figure, object]:
+    """A new Figure with subplots, outside pyplot's global state (no figure is leaked
+    or shown twice in notebooks; Jupyter renders the returned Figure)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kw)
 
 
 def learning_curves(logs: Mapping[str, Sequence[Mapping[str, float]]], keys: Sequence[str] = ("loss", "train_acc", "val_acc")) -> Figure:
@@ -53,7 +56,7 @@ def learning_curves(logs: Mapping[str, Sequence[Mapping[str, float]]], keys: Seq
     present = [k for k in keys if any(k in r for rows in logs.values() for r in rows)]
     if not present:
         raise ConsisError(f"training logs hold none of {list(keys)}; check the run's log.jsonl")
-    fig, axes = plt.subplots(1, len(present), figsize=(4 * len(present), 3), squeeze=False)
+    fig, axes = _subplots(1, len(present), figsize=(4 * len(present), 3), squeeze=False)
     for ax, key in zip(axes[0], present):
         for name, rows in logs.items():
             pts = [(r.get("epoch", r.get("step", i)), r[key]) for i, r in enumerate(rows) if key in r]
@@ -87,7 +90,7 @@ def consis_histograms(
     allv = np.concatenate([v for pair in runs.values() for v in pair])
     hi = float(allv.max()) if allv.size else 1.0
     edges = np.linspace(0.0, hi if hi > 0 else 1.0, bins + 1)
-    fig, axes = plt.subplots(2, len(runs), figsize=(3.6 * len(runs), 5), squeeze=False, sharex=True)
+    fig, axes = _subplots(2, len(runs), figsize=(3.6 * len(runs), 5), squeeze=False, sharex=True)
     for j, (name, (c, ca)) in enumerate(runs.items()):
         for i, (vals, lab) in enumerate(((c, "consis(n)"), (ca, "consis_adv(n)"))):
             ax = axes[i][j]
@@ -115,7 +118,7 @@ def sensitivity(table: pd.DataFrame, x: str, ys: Sequence[str] = ("consis", "con
     missing = [c for c in (x, hue, *ys) if c not in table.columns]
     if missing:
         raise ConsisError(f"sensitivity table lacks columns {missing}; pass the sweep DataFrame")
-    fig, axes = plt.subplots(1, len(ys), figsize=(4 * len(ys), 3), squeeze=False)
+    fig, axes = _subplots(1, len(ys), figsize=(4 * len(ys), 3), squeeze=False)
     for ax, y in zip(axes[0], ys):
         for name, grp in table.groupby(hue, sort=False):
             grp = grp.sort_values(x)
@@ -136,7 +139,7 @@ def accuracy_vs_eps(curves: Mapping[str, Mapping[float, float]]) -> Figure:
     ----------
     curves : model name -> {eps in [0,1] units (float or numeric string): accuracy in [0,1]}.
     """
-    fig, ax = plt.subplots(figsize=(4.5, 3))
+    fig, ax = _subplots(figsize=(4.5, 3))
     for name, curve in curves.items():
         pts = sorted((float(e), float(a)) for e, a in curve.items())
         ax.plot([e * 255 for e, _ in pts], [a for _, a in pts], marker="o", label=name)
@@ -161,7 +164,7 @@ def ratio_bars(table: pd.DataFrame) -> Figure:
     keys = [c for c in ("arch", "model", "images") if c in df.columns]
     if not cats or df.empty:
         raise ConsisError("the Table 2 frame holds no category columns; run the 04_dissection notebook first")
-    fig, ax = plt.subplots(figsize=(7, 3))
+    fig, ax = _subplots(figsize=(7, 3))
     width = 0.8 / max(len(df), 1)
     for i, (_, row) in enumerate(df.iterrows()):
         label = " ".join(str(row[k]) for k in keys)
@@ -255,7 +258,7 @@ def label_distribution(names: Sequence[str], probs: Sequence[float], probs_adv: 
     """Eq. 1 label distribution of one unit (real, and adversarial if given) as bars."""
     p = np.asarray(probs, float)
     order = np.argsort(-p)[:top]
-    fig, ax = plt.subplots(figsize=(4, 2.4))
+    fig, ax = _subplots(figsize=(4, 2.4))
     x = np.arange(len(order))
     ax.bar(x - 0.2, p[order], 0.4, label="real")
     if probs_adv is not None:
@@ -279,7 +282,7 @@ def views_figure(views: Mapping[str, Sequence[object]]) -> Figure:
     n = max((len(v) for v in views.values()), default=0)
     if n == 0:
         raise ConsisError("no unit views to draw; build them with explorer.build_views")
-    fig, axes = plt.subplots(n, len(names), figsize=(4.2 * len(names), 2.4 * n), squeeze=False)
+    fig, axes = _subplots(n, len(names), figsize=(4.2 * len(names), 2.4 * n), squeeze=False)
     for j, name in enumerate(names):
         for i in range(n):
             ax = axes[i][j]
@@ -297,7 +300,7 @@ def views_figure(views: Mapping[str, Sequence[object]]) -> Figure:
 def targeted_figure(example: Mapping[str, object]) -> Figure:
     """Eq. 4 example: the image, its targeted adversarial version and the perturbation."""
     x, xa = example["x"], example["x_adv"]
-    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.8))
+    fig, axes = _subplots(1, 3, figsize=(7.5, 2.8))
     diff = (xa - x)
     scale = float(diff.abs().max()) or 1.0
     for ax, img, title in (
@@ -329,7 +332,7 @@ def class_samples(dataset: object, per_class: int = 6, thumb: int = 48) -> Figur
     rows = [r for r in rows if r]
     if not rows:
         raise ConsisError("the data set holds no images; regenerate it with `consis data embedded`")
-    fig, ax = plt.subplots(figsize=(per_class * thumb / 60 + 1.5, len(rows) * thumb / 60 + 0.5))
+    fig, ax = _subplots(figsize=(per_class * thumb / 60 + 1.5, len(rows) * thumb / 60 + 0.5))
     ax.imshow(montage(rows, thumb=thumb))
     ax.set_yticks([2 + (thumb + 2) * i + thumb / 2 for i in range(len(rows))], [n for n, r in zip(names, rows)], fontsize=7)
     ax.set_xticks([])
@@ -346,7 +349,7 @@ def probe_examples(probe: object, n: int = 4, categories: Sequence[str] = ("obje
         [3,H,W] and ``pixel_labels`` {category: int array [L, sh, sw]}).
     """
     n = min(n, len(probe))
-    fig, axes = plt.subplots(1 + len(categories), n, figsize=(1.8 * n, 1.8 * (1 + len(categories))), squeeze=False)
+    fig, axes = _subplots(1 + len(categories), n, figsize=(1.8 * n, 1.8 * (1 + len(categories))), squeeze=False)
     for j in range(n):
         item = probe[j]
         axes[0][j].imshow(_to_uint8(item.image))

@@ -163,10 +163,9 @@ def test_smoke_profile_builds_the_whole_book(tmp_path: Path) -> None:
         else:
             shutil.copy(src, root / name)
     (root / "node_modules").symlink_to(REPO / "node_modules")
-    env = dict(os.environ, CONSIS_CACHE=str(tmp_path / "cache"))
     proc = subprocess.run(
         [sys.executable, "-m", "consis_lib", "reproduce", "--profile", "smoke", "--root", str(root)],
-        capture_output=True, text=True, env=env, timeout=880,
+        capture_output=True, text=True, timeout=880,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]

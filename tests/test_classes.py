@@ -8,7 +8,7 @@ from itertools import combinations
 import pytest
 
 from consis_lib.data.classes import CLASSES, PRIORITY, class_by_wnid, classes_for_profile
-from consis_lib.data.sprites import STYLES, has_sprite, style_family
+from consis_lib.data.sprites import STYLES, available_styles, has_sprite, style_family
 from consis_lib.errors import ConsisError
 
 
@@ -42,6 +42,8 @@ def test_table_has_no_duplicates():
 
 
 def test_every_class_has_at_least_four_independent_styles():
+    if available_styles() != STYLES:
+        pytest.skip("a sprite font is not installed (make setup installs it)")
     for c in CLASSES:
         families = {style_family(s) for s in STYLES if has_sprite(s, c.emoji)}
         assert len(families) >= 4, (c.name, families)

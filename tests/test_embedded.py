@@ -15,7 +15,7 @@ from consis_lib.config import DataConfig, config_hash
 from consis_lib.data import embedded
 from consis_lib.data.classes import classes_for_profile
 from consis_lib.data.embedded import generate_embedded, image_rng, prepare_dataset, split_styles
-from consis_lib.data.sprites import STYLES, style_family
+from consis_lib.data.sprites import STYLES, available_styles, style_family
 from consis_lib.errors import ConsisError
 
 SMALL = DataConfig(profile="smoke", num_classes=8, train_per_class=5, val_per_class=5, seed=3)
@@ -81,18 +81,24 @@ def test_layout_classes_json_and_images_csv(tmp_path, sprite_cache, wordnet):
     train_fams = {r["family"] for r in rows if r["split"] == "train"}
     val_fams = {r["family"] for r in rows if r["split"] == "val"}
     assert SMALL.holdout_family not in train_fams
-    assert val_fams == {style_family(s) for s in STYLES}
+    assert val_fams == {style_family(s) for s in available_styles()}
     # every class sees several styles in train
     for c in classes:
         assert len({r["style"] for r in rows if r["wnid"] == c.wnid and r["split"] == "train"}) >= 4
 
 
 def test_split_styles_and_holdout_validation():
-    assert "noto" not in split_styles(DataConfig())["train"]
-    assert split_styles(DataConfig(holdout_family=""))["train"] == STYLES
-    assert "openmoji-line" not in split_styles(DataConfig(holdout_family="openmoji"))["train"]
+    assert "noto" not in split_styles(DataConfig(), STYLES)["train"]
+    assert split_styles(DataConfig(), STYLES)["val"] == STYLES
+    assert split_styles(DataConfig(holdout_family=""), STYLES)["train"] == STYLES
+    assert "openmoji-line" not in split_styles(DataConfig(holdout_family="openmoji"), STYLES)["train"]
+    # a missing font shrinks the set; a missing held-out family holds nothing out
+    no_fonts = ("twemoji", "openmoji", "openmoji-line")
+    assert split_styles(DataConfig(), no_fonts)["train"] == no_fonts
     with pytest.raises(ConsisError, match="holdout_family"):
-        split_styles(DataConfig(holdout_family="crayon"))
+        split_styles(DataConfig(holdout_family="crayon"), STYLES)
+    with pytest.raises(ConsisError, match="make setup"):
+        split_styles(DataConfig(), ("openmoji", "openmoji-line"))
 
 
 def test_image_rng_depends_on_every_key():
