@@ -84,7 +84,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torc
     """
     _check_eps(eps)
     with attack_mode(model):
-        xg = x.detach().clone().requires_grad_(True)
+        xg = x.detach().requires_grad_(True)  # a new leaf sharing x's storage, no copy
         loss = F.cross_entropy(model(xg), y)
         (grad,) = torch.autograd.grad(loss, xg)
     return fgsm_from_grad(x, grad, eps)

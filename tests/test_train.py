@@ -18,7 +18,7 @@ from torch.utils.data import TensorDataset
 
 from consis_lib import train as train_mod
 from consis_lib.attacks import fgsm_from_grad
-from consis_lib.config import AttackConfig, ModelConfig, Profile, TrainConfig, get_profile
+from consis_lib.config import AttackConfig, ModelConfig, Profile, get_profile
 from consis_lib.errors import ConsisError
 from consis_lib.hooks import capture, count_hooks
 from consis_lib.train import (
