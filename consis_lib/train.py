@@ -54,13 +54,29 @@ Example
 ...           init=normal.checkpoint)
 >>> adv.history[-1]["val_fgsm_acc"]  # doctest: +SKIP
 
-Command line (``paper`` profile: ImageNet under ``data/imagenet``)::
+Command line
+------------
+``default`` profile on a CPU (the embedded set is generated into the cache)::
 
-    consis train --arch resnet18 --profile paper --adv --init PRETRAINED --out runs/paper/resnet18/adv
-    torchrun --nproc_per_node 8 -m consis_lib train --arch resnet18 --profile paper --adv --out ...
+    consis train --arch resnet18 --profile default --out runs/default/resnet18/normal
+    consis train --arch resnet18 --profile default --adv \\
+        --init runs/default/resnet18/normal --out runs/default/resnet18/adv
 
-where ``--init`` may be omitted at paper scale with pretrained weights: the
-torchvision ImageNet model is then the normal model that is fine-tuned.
+``paper`` profile (ImageNet in ``data/imagenet/{train,val}/<wnid>/``, or ``--data DIR``).
+The normal model is torchvision's pretrained one (``epochs=0``: the command only
+evaluates it and writes its checkpoint); the adversarial model fine-tunes it with
+Eq. 6 for ``adv_epochs``. On one GPU::
+
+    consis train --arch resnet18 --profile paper --out runs/paper/resnet18/normal
+    consis train --arch resnet18 --profile paper --adv --init runs/paper/resnet18/normal \\
+        --out runs/paper/resnet18/adv
+
+On several GPUs of one machine (DDP, per-GPU batch = ``--batch-size``)::
+
+    torchrun --standalone --nproc_per_node 8 -m consis_lib train --arch resnet18 \\
+        --profile paper --adv --init runs/paper/resnet18/normal --out runs/paper/resnet18/adv
+
+On a shared or busy CPU, ``OMP_NUM_THREADS=1`` is often several times faster.
 """
 
 from __future__ import annotations
