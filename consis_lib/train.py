@@ -33,6 +33,11 @@ guards, each a :class:`~consis_lib.config.TrainConfig` field:
 
 The log records the mean metric-layer activation on the validation set
 (``feature_mean``) every epoch, so a collapse would show as a drop towards zero.
+Measured (default data, small AlexNet, one fine-tuning epoch on 2,400 images from
+the normal model, 800 val images): guarded (normalised, stop-gradient, beta 0.01):
+clean 73.0%, FGSM 16.1%, feature mean 0.47; raw MSE on both sides with beta 1:
+71.6% / 16.1% / 0.48; beta 10: 57.3% / 15.4% / 0.53. Fine-tuning alone kept the
+features from collapsing here; a large raw beta costs clean accuracy instead.
 
 Runs
 ----
@@ -285,6 +290,8 @@ def eq6_backward(
                 grad = xg.grad
             else:
                 (grad,) = torch.autograd.grad(ce_clean, xg, retain_graph=keep_graph)
+        if scaler is not None:  # a float16 overflow step is skipped by the scaler; keep x* finite
+            grad = torch.nan_to_num(grad, nan=0.0)
         x_adv = fgsm_from_grad(x, grad, opts.eps)
         with _autocast(x, opts.amp_dtype):
             logits_adv = model(x_adv)
@@ -700,7 +707,9 @@ def fit(
             history = list(ckpt["history"])
             start_epoch = int(ckpt["epoch"])
             log.info("resuming %s from epoch %d", ckpt_path, start_epoch)
-        elif not resume:
+        else:
+            if resume:
+                log.info("no checkpoint at %s to resume: starting afresh", ckpt_path)
             torch.manual_seed(tcfg.seed + 1)
 
         net = model
