@@ -5,7 +5,7 @@ the library reads global settings: callers pass these objects explicitly.
 
 Profiles
 --------
-``smoke``   tests and CI: a few classes, 32 px, one short epoch; whole book < 5 min.
+``smoke``   tests and CI: 8 classes, 32 px, a few short epochs; whole book < 5 min.
 ``default`` ``make book`` on a laptop CPU: >= 20 classes, 32 px; < 30 min in total.
 ``full``    every curated class at 64 px (a GPU is advisable).
 ``paper``   ImageNet + Broden from local folders, torchvision architectures, GPU.
@@ -173,7 +173,7 @@ def get_profile(name: str) -> Profile:
             data=DataConfig(
                 profile="smoke", num_classes=8, train_per_class=40, val_per_class=16, probe_images=48
             ),
-            train=TrainConfig(epochs=1, adv_epochs=1, batch_size=64),
+            train=TrainConfig(epochs=8, adv_epochs=2, batch_size=32),
             metric=MetricConfig(min_top=5, bootstrap=100),
         )
     if name == "default":
