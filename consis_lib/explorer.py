@@ -264,7 +264,7 @@ def build_views(
 
     Parameters
     ----------
-    ctx : :class:`consis_lib.reproduce.ArchContext` (data, model, activations with
+    ctx : :class:`consis_lib.context.ArchContext` (data, model, activations with
         maps, the Eq. 1-3 report; dissection results when ``dissection.json`` exists).
     name : ``"normal"`` or ``"adv"``.
     units : channel indices of the metric layer.

@@ -1,0 +1,299 @@
+"""What the notebooks work on: the run's folders and, per architecture, its data,
+models and measurements, each computed once on first use (:class:`ArchContext`).
+
+Example
+-------
+>>> ctx = notebook_context("smoke", "resnet18", "runs")
+>>> model = ctx.model("adv")
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from consis_lib.config import Profile, get_profile
+from consis_lib.errors import ConsisError
+from consis_lib.results import MODELS, arch_label, load_json, save_json
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where one profile's outputs live (relative to the repository root ``root``)."""
+
+    root: Path
+    profile: str
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs" / self.profile
+
+    @property
+    def data_cache(self) -> Path:
+        return self.runs / "data"
+
+    def arch_dir(self, arch: str) -> Path:
+        return self.runs / arch
+
+    def checkpoint_dir(self, arch: str, model: str) -> Path:
+        return self.runs / arch / model
+
+    @property
+    def notebooks(self) -> Path:
+        return self.root / "notebooks"
+
+    @property
+    def executed(self) -> Path:
+        return self.root / "notebooks" / "runs"
+
+    @property
+    def book_html(self) -> Path:
+        return self.root / "book" / "_build" / "html" / "index.html"
+
+
+class ArchContext:
+    """What a per-arch notebook needs: data, the two models, the metric layer.
+
+    Built by :func:`notebook_context`; every property is computed on first use.
+
+    Example
+    -------
+    >>> ctx = notebook_context("smoke", "resnet18", "runs")
+    >>> model = ctx.model("adv")
+    """
+
+    def __init__(self, profile: Profile, arch: str | None, runs_root: str | Path = "runs", device: str | None = None) -> None:
+        import torch
+
+        if arch is not None and arch not in profile.archs:
+            raise ConsisError(f"unknown arch {arch!r}; the profile has {', '.join(profile.archs)}")
+        self.profile = profile
+        self.arch = arch
+        self.paths = RunPaths(Path(runs_root).resolve().parent, profile.name)
+        self.out = self.paths.arch_dir(arch) if arch else self.paths.runs
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self._cache: dict[str, Any] = {}
+
+    def _memo(self, key: str, make: Any) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    @property
+    def label(self) -> str:
+        """Display name, e.g. ``ResNet-18``."""
+        return arch_label(self.arch)
+
+    @property
+    def data_root(self) -> Path:
+        from consis_lib.data.embedded import prepare_dataset
+
+        return self._memo("data_root", lambda: Path(prepare_dataset(self.profile.data, self.paths.data_cache)))
+
+    @property
+    def probe_root(self) -> Path:
+        from consis_lib.data.probe import prepare_probe
+
+        return self._memo("probe_root", lambda: Path(prepare_probe(self.profile.data, self.paths.data_cache)))
+
+    @property
+    def layer(self) -> str:
+        """The metric layer (last conv layer after ReLU)."""
+        from consis_lib.models import metric_layer
+
+        return metric_layer(self.arch, self.profile.model.scale)
+
+    def dataset(self, split: str = "val") -> Any:
+        """The ``WnidImageFolder`` of ``split`` (images [3,H,W] in [0,1], labels)."""
+        from consis_lib.data.imagefolder import WnidImageFolder
+
+        return self._memo(f"ds-{split}", lambda: WnidImageFolder(self.data_root, split, image_size=self.profile.data.image_size))
+
+    def tensors(self, split: str = "val") -> tuple[Any, Any]:
+        """All images ``[N, 3, H, W]`` and labels ``[N]`` of ``split``, decoded once and kept."""
+        import torch
+
+        def make() -> tuple[Any, Any]:
+            ds = self.dataset(split)
+            items = [ds[i] for i in range(len(ds))]
+            return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
+
+        return self._memo(f"tensors-{split}", make)
+
+    def loader(self, split: str = "val") -> Any:
+        """A deterministic (unshuffled) DataLoader over the preloaded :meth:`tensors`."""
+        from torch.utils.data import DataLoader, TensorDataset
+
+        return DataLoader(TensorDataset(*self.tensors(split)), batch_size=self.profile.dissect.batch_size, shuffle=False)
+
+    def model(self, name: str) -> Any:
+        """The trained ``"normal"`` or ``"adv"`` model (eval mode, on ``self.device``)."""
+        from consis_lib.train import load_checkpoint
+
+        if name not in MODELS:
+            raise ConsisError(f"unknown model {name!r}; use 'normal' or 'adv'")
+
+        def make() -> Any:
+            m, _meta = load_checkpoint(self.paths.checkpoint_dir(self.arch, name), arch=self.arch)
+            return m.to(self.device).eval()
+
+        return self._memo(f"model-{name}", make)
+
+    def train_logs(self) -> dict[str, list[dict[str, Any]]]:
+        """The per-epoch training log of each model (``log.jsonl``)."""
+        logs = {}
+        for name in MODELS:
+            f = self.paths.checkpoint_dir(self.arch, name) / "log.jsonl"
+            if not f.is_file():
+                raise ConsisError(f"{f} is missing; train with `consis reproduce --profile {self.profile.name}`")
+            logs[name] = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        return logs
+
+    def class_names(self) -> list[str]:
+        return list(self.dataset("val").names)
+
+    def distances(self) -> np.ndarray:
+        """WordNet distances [C, C] between the classes (for Eq. 2)."""
+        from consis_lib.wordnet import distance_matrix
+
+        return self._memo("dist", lambda: distance_matrix(self.dataset("val").wnids))
+
+    def activations(self, name: str, keep_maps: bool = False) -> Any:
+        """``a_n(x)`` on the val images and on their FGSM counterparts (one pass)."""
+        from consis_lib.activations import fgsm_attack, unit_activations
+
+        def make() -> Any:
+            return unit_activations(
+                self.model(name), self.loader("val"), self.layer, reduce=self.profile.metric.activation,
+                device=self.device, keep_maps=keep_maps, attack=fgsm_attack(self.profile.attack.eps), progress=False,
+            )
+
+        return self._memo(f"acts-{name}-{keep_maps}", make)
+
+    def unit_consistency(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-unit ``consis(n)`` and ``consis_adv(n)`` [K] (Eq. 1-3 at the defaults, no bootstrap).
+
+        The same numbers as :meth:`consistency` gives per unit, without its
+        confidence intervals and sweeps (used by the explorer).
+        """
+        from consis_lib.consistency import consistency, label_distributions
+        from consis_lib.wordnet import correlation_matrix
+
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            acts, m = self.activations(name), self.profile.metric
+            A = correlation_matrix(self.distances(), m.sigma)
+            C = A.shape[0]
+            out = []
+            for a in (acts.acts, acts.adv_acts):
+                P = label_distributions(a, acts.labels, C, m.top_fraction, m.min_top)
+                out.append(np.asarray(consistency(P, A), float))
+            return out[0], out[1]
+
+        return self._memo(f"unit-cons-{name}", make)
+
+    def consistency(self, name: str) -> Any:
+        """Eq. 1-3 report (consis, consis_adv per unit, means with bootstrap CIs, sweeps)."""
+        from consis_lib.consistency import consistency_report
+
+        return self._memo(
+            f"cons-{name}",
+            lambda: consistency_report(self.activations(name), self.distances(), self.profile.metric, seed=self.profile.train.seed),
+        )
+
+    def probe(self) -> Any:
+        """The Broden-format probe set (embedded or real) at the profile's image size."""
+        from consis_lib.data.broden import Broden
+
+        size = self.profile.data.image_size
+        return self._memo("probe", lambda: Broden(self.probe_root, image_size=size))
+
+    def dissect(self, name: str, adversarial: bool = False) -> Any:
+        """Network dissection of the metric layer on real or least-likely-class images."""
+        from consis_lib.activations import least_likely_attack
+        from consis_lib.dissect import dissect
+
+        attack = least_likely_attack(self.profile.attack.eps, self.profile.attack.ll_step) if adversarial else None
+        return self._memo(
+            f"dissect-{name}-{adversarial}",
+            lambda: dissect(self.model(name), self.layer, self.probe(), self.profile.dissect, attack=attack, device=self.device, progress=False),
+        )
+
+    def dissection_results(self) -> dict[str, Any]:
+        """Per-unit best concepts for both models on real and adversarial probe images (JSON-ready)."""
+        out: dict[str, Any] = {"iou_threshold": self.profile.dissect.iou_threshold, "layer": self.layer}
+        for name in MODELS:
+            out[name] = {}
+            for images in ("real", "adversarial"):
+                res = self.dissect(name, adversarial=images == "adversarial")
+                table = res.table[["unit", "concept", "category", "iou"]]
+                out[name][images] = {"units": table.astype(object).where(table.notna(), None).values.tolist()}
+        return out
+
+    def fgsm_correct(self, name: str, eps: float) -> np.ndarray:
+        """Per val image 0/1: the model classifies the FGSM image (``eps``) correctly."""
+        import torch
+
+        from consis_lib.attacks import fgsm
+
+        model = self.model(name)
+        flags = []
+        for x, y in self.loader("val"):
+            x, y = x.to(self.device), y.to(self.device)
+            xa = fgsm(model, x, y, eps) if eps > 0 else x
+            with torch.no_grad():
+                flags.append((model(xa).argmax(1) == y).cpu().numpy())
+        return np.concatenate(flags).astype(int)
+
+    def performance(self, eps_grid: Sequence[float] = (0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)) -> dict[str, Any]:
+        """Table 3 inputs: per-image clean and FGSM correctness, and accuracy vs eps."""
+        eps = self.profile.attack.eps
+        out: dict[str, Any] = {}
+        for name in MODELS:
+            flags = {e: self.fgsm_correct(name, e) for e in sorted(set(eps_grid) | {eps, 0.0})}
+            out[name] = {
+                "eps": eps,
+                "clean_correct": flags[0.0].tolist(),
+                "fgsm_correct": flags[eps].tolist(),
+                "eps_curve": {f"{e:.6f}": float(f.mean()) for e, f in flags.items()},
+            }
+        return out
+
+    def targeted_example(self, name: str = "normal", index: int = 0) -> dict[str, Any]:
+        """Eq. 4 on one val image: the target is the class WordNet puts farthest from its label."""
+        import torch
+
+        from consis_lib.attacks import targeted_l2
+
+        xs, ys = self.tensors("val")
+        x, y = xs[index], int(ys[index])
+        target = int(np.argmax(self.distances()[y]))
+        model = self.model(name)
+        a = self.profile.attack
+        xb = x[None].to(self.device)
+        x_adv = targeted_l2(model, xb, torch.tensor([target], device=self.device), a.targeted_lambda, a.targeted_steps, a.targeted_lr)
+        with torch.no_grad():
+            before = int(model(xb).argmax(1))
+            after = int(model(x_adv).argmax(1))
+        names = self.class_names()
+        return dict(
+            x=x, x_adv=x_adv[0].cpu(), label=names[y], target=names[target], pred_before=names[before],
+            pred_after=names[after], l2=float((x_adv[0].cpu() - x).norm()), success=after == target,
+        )
+
+    def result(self, name: str) -> Any:
+        """A results file saved by an earlier notebook of this arch (e.g. ``"consistency"``)."""
+        return load_json(self.out / f"{name}.json")
+
+    def save(self, name: str, obj: Any) -> Path:
+        """Save ``obj`` as ``runs/<profile>/<arch>/<name>.json`` (atomic)."""
+        return save_json(obj, self.out / f"{name}.json")
+
+
+def notebook_context(profile: str, arch: str | None, runs_root: str | Path = "runs", device: str | None = None) -> ArchContext:
+    """The :class:`ArchContext` of a per-arch notebook (its ``parameters`` cell's values);
+    ``arch=None`` for the arch-independent data page."""
+    return ArchContext(get_profile(profile), arch, runs_root, device)
