@@ -165,7 +165,7 @@ def reproduce(
             shutil.rmtree(paths.executed)  # never publish notebooks of an earlier run
         save_json({"profile": profile.name, "archs": list(archs), "config_hash": config_hash(profile)}, paths.runs / "run.json")
         bar.set_postfix_str("data page")
-        common = dict(arch="all", profile=profile.name, seed=seed, runs_root=str(root / "runs"))
+        common = dict(arch="all", profile=profile.name, seed=seed, runs_root="runs")  # relative to root (the kernels run there): no machine paths in the book
         err = execute_notebook(data_nb, paths.executed / "data.ipynb", common, root)
         if err:
             LOG.error("%s", err)
@@ -183,7 +183,7 @@ def reproduce(
             bar.update(2)
             for tpl in templates:
                 bar.set_postfix_str(f"{arch} {tpl.stem}")
-                params = dict(arch=arch, profile=profile.name, seed=seed, runs_root=str(root / "runs"))
+                params = dict(arch=arch, profile=profile.name, seed=seed, runs_root="runs")  # relative to root (the kernels run there): no machine paths in the book
                 params.update(template_parameters(profile, tpl.stem))
                 err = execute_notebook(tpl, paths.executed / arch / tpl.name, params, root)
                 if err:
