@@ -15,8 +15,6 @@ Example
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from consis_lib.atomic import atomic_path
 from consis_lib.errors import ConsisError
 
 ARCH_NAMES = (("alexnet", "AlexNet"), ("vgg16", "VGG-16"), ("resnet18", "ResNet-18"))
@@ -76,15 +75,8 @@ def paper_table2() -> pd.DataFrame:
 def save_json(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` as JSON atomically (temp file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1, sort_keys=True, default=_json_default)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=_json_default), encoding="utf-8")
     return path
 
 

@@ -9,14 +9,13 @@ Example
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from consis_lib.atomic import atomic_path
 from consis_lib.config import DataConfig
 from consis_lib.data.classes import CuratedClass, classes_for_profile
 from consis_lib.data.compose import compose
@@ -95,14 +94,6 @@ def contact_sheet(
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     """Save a figure atomically (temporary file + rename); the format follows the suffix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
