@@ -5,7 +5,7 @@ the clean cross-entropy term, so it should cost about two clean steps (goal <= 2
 Both steps include ``zero_grad`` and the SGD update; they are timed in adjacent
 pairs in one run and the median of the per-pair ratios is printed last as ``adv_step_over_clean_step=R``.
 
-Usage: ``python benchmarks/adv_step.py [--arch resnet18] [--batch 128] [--repeats 15]``
+Usage: ``python benchmarks/adv_step.py [--arch resnet18] [--batch 128] [--repeats 15] [--device cuda]``
 """
 
 from __future__ import annotations
@@ -27,20 +27,25 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--classes", type=int, default=24)
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--device", default="cpu", help="cpu (the goal is set on a 2-core CPU) or cuda")
     args = ap.parse_args()
 
     torch.manual_seed(0)
-    model = build_model(args.arch, args.classes, image_size=args.image_size).train()
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    model = build_model(args.arch, args.classes, image_size=args.image_size).to(dev).train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    x = torch.rand(args.batch, 3, args.image_size, args.image_size)
-    y = torch.randint(0, args.classes, (args.batch,))
+    x = torch.rand(args.batch, 3, args.image_size, args.image_size, device=dev)
+    y = torch.randint(0, args.classes, (args.batch,), device=dev)
     opts = StepOptions(layer=metric_layer(args.arch))
 
     def step(fn) -> float:
+        sync()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         fn(model, x, y, opts)
         opt.step()
+        sync()
         return time.perf_counter() - t0
 
     for _ in range(3):  # warm-up
@@ -59,7 +64,8 @@ def main() -> None:
         adv.append(a_t)
         ratios.append(a_t / c_t)
     c, a = statistics.median(clean), statistics.median(adv)
-    print(f"arch={args.arch} batch={args.batch} threads={torch.get_num_threads()}")
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu threads={torch.get_num_threads()}"
+    print(f"arch={args.arch} batch={args.batch} device={where} torch={torch.__version__}")
     print(f"clean_step_ms={c * 1e3:.1f} eq6_step_ms={a * 1e3:.1f}")
     print(f"clean_img_per_s={args.batch / c:.0f} eq6_img_per_s={args.batch / a:.0f}")
     print(f"adv_step_over_clean_step={statistics.median(ratios):.3f}")

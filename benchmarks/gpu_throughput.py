@@ -8,7 +8,11 @@ card with the numbers (printed first).
 
 Exits with status 2 and a one-line message when CUDA is not available.
 
-Usage: ``python benchmarks/gpu_throughput.py [--batch 128] [--repeats 20] [--no-amp]``
+With ``--kernels`` it also prints the CUDA kernels that take the most time in each
+step kind (torch.profiler), to see where an Eq. 6 step spends more than two clean
+steps.
+
+Usage: ``python benchmarks/gpu_throughput.py [--batch 128] [--repeats 20] [--no-amp] [--kernels]``
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--no-amp", action="store_true")
+    ap.add_argument("--kernels", action="store_true", help="print the top CUDA kernels per step kind")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("gpu_throughput: no CUDA device visible; run this on a machine with an NVIDIA GPU", file=sys.stderr)
@@ -70,6 +75,15 @@ def main() -> int:
         clean.append(step(clean_backward))
         adv.append(step(eq6_backward))
     c, a = statistics.median(clean), statistics.median(adv)
+    if args.kernels:
+        from torch.profiler import ProfilerActivity, profile
+
+        for fn in (clean_backward, eq6_backward):
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(5):
+                    step(fn)
+            print(f"--- {fn.__name__}: 5 steps")
+            print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=10, max_name_column_width=60))
     print(f"device={torch.cuda.get_device_name(dev)} torch={torch.__version__} amp={amp} batch={args.batch}")
     print(f"clean_img_per_s={args.batch / c:.0f} eq6_img_per_s={args.batch / a:.0f}")
     print(f"eq6_over_clean_step_gpu={a / c:.3f}")

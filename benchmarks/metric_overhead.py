@@ -5,7 +5,8 @@ The metric on a set of images is one activation pass
 spatial max + predictions) followed by Eq. 1-3 for every unit
 (:func:`consis_lib.consistency.label_distributions` and
 :func:`consis_lib.consistency.consistency`) and the layer mean. The baseline is a
-plain ``model(x)`` loop over the same loader and model. Both are timed alternately
+plain ``model(x)`` loop over the same loader and model, fed the same channels_last
+batches (:mod:`consis_lib.layout`). Both are timed alternately
 in one run; the ratio of the medians is printed last as
 ``consistency_over_inference=R`` (goal <= 1.15).
 
@@ -32,6 +33,7 @@ from consis_lib.activations import unit_activations
 from consis_lib.config import MetricConfig
 from consis_lib.consistency import consistency, consistency_report, label_distributions
 from consis_lib.wordnet import correlation_matrix
+from consis_lib.layout import channels_last
 from consis_lib.models import build_model, metric_layer
 
 
@@ -60,7 +62,7 @@ def main() -> None:
         t0 = time.perf_counter()
         with torch.no_grad():
             for xb, _ in loader:
-                model(xb)
+                model(channels_last(xb))
         return time.perf_counter() - t0
 
     A = correlation_matrix(distances, cfg.sigma)

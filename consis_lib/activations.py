@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from consis_lib.errors import ConsisError
 from consis_lib.hooks import capture
+from consis_lib.layout import channels_last
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def unit_activations(
         with capture(model, [layer]) as feats:
             for batch in tqdm(loader, desc=f"activations {layer}", disable=not progress, leave=False):
                 x, y = _split_batch(batch)
-                x = x.to(dev, non_blocking=True)
+                x = channels_last(x.to(dev, non_blocking=True))
                 if y is None:
                     y = torch.full((x.shape[0],), -1, dtype=torch.long)
                 with torch.no_grad():

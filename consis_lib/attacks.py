@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from consis_lib.errors import ConsisError
+from consis_lib.layout import channels_last
 
 
 @contextmanager
@@ -84,7 +85,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torc
     """
     _check_eps(eps)
     with attack_mode(model):
-        xg = x.detach().requires_grad_(True)  # a new leaf sharing x's storage, no copy
+        xg = channels_last(x.detach()).requires_grad_(True)
         loss = F.cross_entropy(model(xg), y)
         (grad,) = torch.autograd.grad(loss, xg)
     return fgsm_from_grad(x, grad, eps)
@@ -93,7 +94,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torc
 def least_likely_target(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The least-likely class ``y_LL = argmin_c f(x)_c`` per image, ``[B]`` int64."""
     with attack_mode(model), torch.no_grad():
-        return model(x).argmin(dim=1)
+        return model(channels_last(x)).argmin(dim=1)
 
 
 def ll_iterations(eps: float) -> int:
@@ -133,7 +134,7 @@ def least_likely(
     """
     _check_eps(eps)
     n = ll_iterations(eps) if iters is None else int(iters)
-    x0 = x.detach()
+    x0 = channels_last(x.detach())
     lo, hi = (x0 - eps).clamp(min=0.0), (x0 + eps).clamp(max=1.0)
     with attack_mode(model):
         with torch.no_grad():
@@ -179,7 +180,7 @@ def targeted_l2(
     """
     if steps < 0 or lam < 0:
         raise ConsisError(f"targeted_l2 needs steps >= 0 and lam >= 0, got steps={steps}, lam={lam}")
-    x0 = x.detach()
+    x0 = channels_last(x.detach())
     w = torch.atanh((x0 * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6)).requires_grad_(True)
     opt = torch.optim.Adam([w], lr=lr)
     with attack_mode(model):

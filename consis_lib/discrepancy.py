@@ -30,6 +30,7 @@ from consis_lib.activations import model_device, reduce_maps
 from consis_lib.config import DiscrepancyConfig
 from consis_lib.errors import ConsisError
 from consis_lib.hooks import capture
+from consis_lib.layout import channels_last
 
 
 def occluder_geometry(image_size: int, cfg: DiscrepancyConfig = DiscrepancyConfig()) -> tuple[int, int, int]:
@@ -65,7 +66,7 @@ def _check_images(images: torch.Tensor) -> torch.Tensor:
 
 def _unit_acts(model: nn.Module, layer: str, x: torch.Tensor, units: torch.Tensor, reduce: str) -> torch.Tensor:
     with capture(model, [layer]) as feats, torch.no_grad():
-        model(x)
+        model(channels_last(x))
     acts = reduce_maps(feats[layer], reduce)
     if int(units.max()) >= acts.shape[1]:
         raise ConsisError(f"unit {int(units.max())} does not exist; layer {layer!r} has {acts.shape[1]} units")
@@ -236,7 +237,7 @@ def activation_highlight(
     model.eval()
     try:
         with capture(model, [layer]) as feats, torch.no_grad():
-            model(images.to(dev))
+            model(channels_last(images.to(dev)))
     finally:
         model.train(was_training)
     fmap = feats[layer]

@@ -52,6 +52,7 @@ from consis_lib.activations import AttackFn, model_device
 from consis_lib.config import DissectConfig
 from consis_lib.errors import ConsisError
 from consis_lib.hooks import capture
+from consis_lib.layout import channels_last
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ def _batches(probe: Dataset, cfg: DissectConfig) -> DataLoader:
 def _features(
     model: nn.Module, layer: str, items: list, attack: AttackFn | None, dev: torch.device
 ) -> torch.Tensor:
-    x = torch.stack([it.image for it in items]).to(dev)
+    x = channels_last(torch.stack([it.image for it in items]).to(dev))
     if attack is not None:
         x = attack(model, x, None)
         model.eval()
@@ -316,8 +317,10 @@ class _Tally:
 
         area = np.zeros((B, K))
         pairs = (fmap.amax(dim=(2, 3)) > thresholds[None, :]).nonzero()  # [N, 2] (image, unit)
-        for size in sorted(set(sizes)):
-            sel = pairs[torch.tensor([sizes[int(b)] == size for b in pairs[:, 0]], dtype=torch.bool)] if len(pairs) else pairs
+        size_list = sorted(set(sizes))
+        size_of_image = torch.tensor([size_list.index(sz) for sz in sizes], dtype=torch.long)
+        for s_idx, size in enumerate(size_list):
+            sel = pairs[size_of_image[pairs[:, 0]] == s_idx]
             if len(sel) == 0:
                 continue
             bi, ki = sel[:, 0], sel[:, 1]
@@ -325,7 +328,7 @@ class _Tally:
             mask = (up > thresholds[ki][:, None, None]).reshape(len(sel), -1)  # [N, P]
             area[bi.numpy(), ki.numpy()] = mask.sum(1).double().numpy()
             # label of every masked pixel in every plane of its image -> (unit, label) counts
-            imgs = sorted({int(b) for b in bi})
+            imgs = torch.unique(bi).tolist()
             depth = max(planes[b].shape[0] for b in imgs)
             if depth == 0:
                 continue

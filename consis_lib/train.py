@@ -46,8 +46,9 @@ Checkpoints go to ``OUT/model.pt`` after every epoch (atomically: temp file +
 optimiser state and the RNG state; ``OUT/log.jsonl`` holds one JSON object per
 epoch (loss, train accuracy, clean and FGSM validation accuracy). ``resume=True``
 continues from the checkpoint to the same result as an uninterrupted run (CPU,
-same seed). On CUDA the model runs channels_last under autocast (bfloat16 where
-supported, else float16 with a gradient scaler). Under ``torchrun`` the model is
+same seed). Batches reach the model channels_last (:mod:`consis_lib.layout`); on
+CUDA the weights are channels_last too and the model runs under autocast (bfloat16
+where supported, else float16 with a gradient scaler). Under ``torchrun`` the model is
 wrapped in DistributedDataParallel with a DistributedSampler; rank 0 evaluates,
 logs and writes checkpoints.
 
@@ -120,6 +121,7 @@ from consis_lib.config import (
 )
 from consis_lib.errors import ConsisError
 from consis_lib.hooks import capture
+from consis_lib.layout import channels_last
 from consis_lib.models import ARCHS, build_model, metric_layer
 
 log = logging.getLogger(__name__)
@@ -237,6 +239,7 @@ def clean_backward(
     Shapes: ``x`` ``[B, 3, H, W]`` in [0,1], ``y`` ``[B]``. Returns detached
     ``loss`` and the number of ``correct`` predictions (0-dim tensors).
     """
+    x = channels_last(x)
     with _autocast(x, opts.amp_dtype):
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
@@ -278,6 +281,7 @@ def eq6_backward(
         raise ConsisError(f"alpha must be in [0, 1], got {opts.alpha}")
     net = _unwrap(model)
     keep_graph = not opts.stop_gradient_clean and opts.beta > 0
+    x = channels_last(x.detach())
     xg = x.detach().requires_grad_(True)
     with capture(net, [opts.layer], detach=False) as feats:
         with _no_sync(model):
@@ -351,7 +355,7 @@ def evaluate(
     fsum = 0.0
     try:
         for x, y in loader:
-            x, y = x.to(device), y.to(device)
+            x, y = channels_last(x.to(device)), y.to(device)
             with torch.no_grad(), capture(model, [layer] if layer else []) as feats:
                 clean += int((model(x).argmax(1) == y).sum())
                 if layer:
@@ -554,6 +558,8 @@ def _distributed(device: torch.device | None) -> Iterator[tuple[int, int, torch.
             device = torch.device("cpu")
     device = torch.device(device)
     if device.type == "cuda":
+        if device.index is None:  # plain "cuda": this rank's GPU
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     try:
         yield rank, world, device
@@ -783,7 +789,7 @@ def fit(
                 y = y.to(dev, non_blocking=True)
                 if tcfg.augment:
                     x = augment(x, gen)
-                if dev.type == "cuda":
+                if dev.type == "cuda":  # the model is channels_last there too
                     x = x.contiguous(memory_format=torch.channels_last)
                 optimizer.zero_grad(set_to_none=True)
                 res = step_fn(model, x, y, opts, scaler)

@@ -255,6 +255,29 @@ def test_broden_round_trip_mask_by_mask(tiny_broden):
     assert (probe[0].pixel_labels["object"] == 300).sum() == 3  # row 5, columns 0-2
 
 
+def test_broden_label_cache_serves_decoded_masks_read_only(tiny_broden):
+    root, truth = tiny_broden
+    cached, uncached = Broden(root), Broden(root, label_cache_mb=0)
+    first = [cached[k].pixel_labels for k in range(3)]
+    for k in range(3):  # a cached read equals a fresh decode, plane by plane
+        again, fresh = cached[k].pixel_labels, uncached[k].pixel_labels
+        for cat in CATEGORIES:
+            assert np.array_equal(again[cat], fresh[cat]) and again[cat] is first[k][cat]
+            assert not again[cat].flags.writeable and fresh[cat].flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        cached[0].pixel_labels["object"][0, 0, 0] = 7
+    # the masks are served from memory: deleting the PNGs no longer matters
+    (root / "images" / "set" / "im1_object_0.png").unlink()
+    assert np.array_equal(cached[1].pixel_labels["object"][0], truth[1]["object"][0])
+    with pytest.raises(ConsisError, match="im1_object_0.png"):
+        uncached[1]
+    # a budget smaller than one image's masks caches nothing
+    tiny = Broden(root, label_cache_mb=1e-6, check_files=False)
+    assert tiny[0].pixel_labels["object"].flags.writeable
+    with pytest.raises(ConsisError, match="label_cache_mb"):
+        Broden(root, label_cache_mb=-1)
+
+
 def test_broden_split_resize_max_and_collate(tiny_broden):
     root, _ = tiny_broden
     train = Broden(root, split="train", image_size=8)

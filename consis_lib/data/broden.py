@@ -113,12 +113,12 @@ def decode_label_png(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            rgb = np.asarray(img.convert("RGB"), dtype=np.int32)
+            rgb = np.asarray(img.convert("RGB"))
     except FileNotFoundError as exc:
         raise ConsisError(f"label mask {path} is missing; restore it or {_FIX}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ConsisError(f"cannot read label mask {path} (corrupt); restore it or {_FIX}") from exc
-    return rgb[:, :, 0] + 256 * rgb[:, :, 1]
+    return rgb[:, :, 0].astype(np.int32) | (rgb[:, :, 1].astype(np.int32) << 8)
 
 
 def encode_label_png(labels: np.ndarray) -> Image.Image:
@@ -171,6 +171,11 @@ class Broden(Dataset):
     max_images : keep only the first N rows of the selection.
     check_files : stat every referenced image and mask up front so a missing file is
         reported before a long run (one ``stat`` per file).
+    label_cache_mb : keep decoded label masks in memory up to this many MiB (0: none).
+        A probe is dissected several times (real and adversarial images, normal and
+        adversarial models) and decoding the mask PNGs is most of dissection's cost
+        beyond inference; the embedded probe's masks take about 10 MiB. Cached masks
+        are read-only arrays.
 
     Attributes
     ----------
@@ -194,10 +199,16 @@ class Broden(Dataset):
         image_size: int | None = None,
         max_images: int | None = None,
         check_files: bool = True,
+        label_cache_mb: float = 512,
     ) -> None:
         self.root = Path(root)
         self.split = split
         self.image_size = image_size
+        if label_cache_mb < 0:
+            raise ConsisError(f"label_cache_mb must be >= 0, got {label_cache_mb!r}")
+        self._label_budget = int(label_cache_mb * 2**20)
+        self._label_cache: dict[int, dict[str, np.ndarray]] = {}
+        self._label_cached_bytes = 0
         if not self.root.is_dir():
             raise ConsisError(f"Broden folder {self.root} does not exist; {_FIX}")
         if image_size is not None and not (
@@ -314,6 +325,25 @@ class Broden(Dataset):
         img = load_image(image_path)
         if self.image_size is not None and img.size != (self.image_size, self.image_size):
             img = img.resize((self.image_size, self.image_size), Image.BILINEAR)
+        pixel = self._label_cache.get(i)
+        if pixel is None:
+            pixel = self._read_masks(masks, sh, sw)
+            size = sum(a.nbytes for a in pixel.values())
+            if self._label_cached_bytes + size <= self._label_budget:
+                for a in pixel.values():
+                    a.flags.writeable = False
+                self._label_cache[i] = pixel
+                self._label_cached_bytes += size
+        return BrodenItem(
+            image=to_tensor(img),
+            pixel_labels=dict(pixel),
+            image_labels={c: list(numbers[c]) for c in CATEGORIES},
+            path=image_path,
+            index=i,
+        )
+
+    @staticmethod
+    def _read_masks(masks: dict[str, list[Path]], sh: int, sw: int) -> dict[str, np.ndarray]:
         pixel: dict[str, np.ndarray] = {}
         for c in CATEGORIES:
             planes = []
@@ -325,13 +355,7 @@ class Broden(Dataset):
                     lab = np.asarray(small.resize((sw, sh), Image.NEAREST), dtype=np.int32)
                 planes.append(lab.astype(np.int32, copy=False))
             pixel[c] = np.stack(planes) if planes else np.zeros((0, sh, sw), dtype=np.int32)
-        return BrodenItem(
-            image=to_tensor(img),
-            pixel_labels=pixel,
-            image_labels={c: list(numbers[c]) for c in CATEGORIES},
-            path=image_path,
-            index=i,
-        )
+        return pixel
 
     def label_name(self, number: int) -> str:
         """Name of label ``number`` (e.g. ``"red-c"``)."""
