@@ -16,6 +16,7 @@ from consis_lib.data.broden import Broden, encode_label_png
 from consis_lib.dissect import CATEGORIES, DissectionResult, TopQuantile, _Tally, dissect
 from consis_lib.errors import ConsisError
 from consis_lib.hooks import count_hooks
+from consis_lib.layout import channels_last
 
 # ---------------------------------------------------------------- exact streaming quantile
 
@@ -172,8 +173,8 @@ def reference_dissection(model, layer_module, probe, q, cat_index):
     """Brute force: all features in memory, numpy quantile, per-image per-unit loops."""
     items = [probe[i] for i in range(len(probe))]
     images = torch.stack([it.image for it in items])
-    with torch.no_grad():  # batches of 7 as in the call under test: bitwise equal features
-        fm = torch.cat([layer_module(images[i : i + 7]) for i in range(0, len(items), 7)])  # [N, K, h, w]
+    with torch.no_grad():  # batches of 7 in the same layout as the call under test: bitwise equal features
+        fm = torch.cat([layer_module(channels_last(images[i : i + 7])) for i in range(0, len(items), 7)])  # [N, K, h, w]
     K = fm.shape[1]
     T = np.quantile(fm.transpose(0, 1).reshape(K, -1).numpy(), 1 - q, axis=1)
     L = len(cat_index)
