@@ -174,7 +174,7 @@ class Broden(Dataset):
     label_cache_mb : keep decoded label masks in memory up to this many MiB (0: none).
         A probe is dissected several times (real and adversarial images, normal and
         adversarial models) and decoding the mask PNGs is most of dissection's cost
-        beyond inference; the embedded probe's masks take about 10 MiB. Cached masks
+        beyond inference; the embedded probe's masks take about 13 MiB. Cached masks
         are read-only arrays.
 
     Attributes
