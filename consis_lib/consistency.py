@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from consis_lib.atomic import atomic_path
+from consis_lib.atomic import atomic_write_text
 from consis_lib.config import MetricConfig
 from consis_lib.errors import ConsisError
 
@@ -318,10 +318,7 @@ class ConsistencyReport:
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON atomically (temp file + rename)."""
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            tmp.write_text(self.to_json(), encoding="utf-8")
-        return path
+        return atomic_write_text(path, self.to_json())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ConsistencyReport:

@@ -47,7 +47,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from consis_lib.atomic import atomic_path
+from consis_lib.atomic import atomic_write_text
 from consis_lib.activations import AttackFn, model_device
 from consis_lib.config import DissectConfig
 from consis_lib.errors import ConsisError
@@ -197,10 +197,7 @@ class DissectionResult:
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON atomically (temp file + rename)."""
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            tmp.write_text(self.to_json(), encoding="utf-8")
-        return path
+        return atomic_write_text(path, self.to_json())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DissectionResult:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from consis_lib.atomic import atomic_path
+from consis_lib.atomic import atomic_write_text
 from consis_lib.errors import ConsisError
 
 ARCH_NAMES = (("alexnet", "AlexNet"), ("vgg16", "VGG-16"), ("resnet18", "ResNet-18"))
@@ -74,10 +74,7 @@ def paper_table2() -> pd.DataFrame:
 
 def save_json(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` as JSON atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=_json_default), encoding="utf-8")
-    return path
+    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=_json_default))
 
 
 def _json_default(o: Any) -> Any:

@@ -107,7 +107,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from consis_lib.atomic import atomic_path
+from consis_lib.atomic import atomic_path, atomic_write_text
 from consis_lib.attacks import fgsm, fgsm_from_grad
 from consis_lib.config import (
     AttackConfig,
@@ -463,11 +463,6 @@ def _atomic_save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _atomic_write_text(text: str, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
 def _read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
@@ -757,7 +752,7 @@ def fit(
                 "history": history,
             }
             _atomic_save(payload, ckpt_path)
-            _atomic_write_text("".join(json.dumps(h) + "\n" for h in history), out / LOG)
+            atomic_write_text(out / LOG, "".join(json.dumps(h) + "\n" for h in history))
 
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()

