@@ -19,11 +19,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from consis_lib.config import AttackConfig
 from consis_lib.errors import ConsisError
 from consis_lib.layout import channels_last
 
@@ -148,27 +150,165 @@ def least_likely(
     return xt.detach()
 
 
+@dataclass(frozen=True)
+class TargetedResult:
+    """Outcome of the Eq. 4 attack (:func:`targeted_attack`), all tensors detached on ``x``'s device.
+
+    Attributes
+    ----------
+    x_adv : ``[B, 3, H, W]`` float in [0, 1], the adversarial images ``x*``.
+    target : ``[B]`` int64, the target classes ``y*``.
+    pred : ``[B]`` int64, ``argmax f(x*)``.
+    success : ``[B]`` bool, ``pred == target`` (the attack reached its target).
+    l2 : ``[B]`` float, ``||x* - x||_2`` per image.
+    steps : ``[B]`` int64, Adam steps applied to each image (fewer than asked when
+        the image stopped early on success).
+    """
+
+    x_adv: torch.Tensor
+    target: torch.Tensor
+    pred: torch.Tensor
+    success: torch.Tensor
+    l2: torch.Tensor
+    steps: torch.Tensor
+
+    @property
+    def success_rate(self) -> float:
+        """Fraction of images with ``argmax f(x*) == y*`` (NaN for an empty batch)."""
+        return float(self.success.float().mean()) if len(self.success) else float("nan")
+
+
+def _to_box(w: torch.Tensor) -> torch.Tensor:
+    """``x* = (tanh(w) + 1) / 2``: the parametrisation that keeps Eq. 4's x* inside [0, 1]."""
+    return (torch.tanh(w) + 1) / 2
+
+
+class _Adam:
+    """Adam (Kingma & Ba 2015) on one tensor whose rows can be dropped between steps.
+
+    The update is torch.optim.Adam's (defaults betas (0.9, 0.999), eps 1e-8, no weight
+    decay) in the same order of operations, so a run without dropped rows gives the
+    same iterates; rows are images, which never interact.
+    """
+
+    def __init__(self, w: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.w, self.lr, self.betas, self.eps, self.t = w, lr, betas, eps, 0
+        self.m, self.v = torch.zeros_like(w), torch.zeros_like(w)
+
+    def step(self, grad: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        self.t += 1
+        self.m.lerp_(grad, 1 - b1)
+        self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        denom = (self.v.sqrt() / (1 - b2**self.t) ** 0.5).add_(self.eps)
+        self.w.addcdiv_(self.m, denom, value=-self.lr / (1 - b1**self.t))
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only ``rows`` (a bool mask over the first dimension)."""
+        self.w, self.m, self.v = self.w[rows], self.m[rows], self.v[rows]
+
+
+def targeted_attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    lam: float = AttackConfig.targeted_lambda,
+    steps: int = AttackConfig.targeted_steps,
+    lr: float = AttackConfig.targeted_lr,
+    stop_on_success: bool = False,
+) -> TargetedResult:
+    """Eq. 4: ``argmin_{x*} ||x* - x||_2^2 + lam * CE(f(x*), y*)`` in the box [0, 1], batched.
+
+    Solved by Adam on ``w`` with ``x* = (tanh(w) + 1) / 2`` (always inside the box).
+    Each image has its own target ``y*``; the objective is summed over the batch and
+    Adam's update is element-wise, so the images do not interact: a batch gives each
+    image's own result (up to float rounding of batched convolutions). The defaults
+    are :class:`~consis_lib.config.AttackConfig`'s.
+
+    Parameters
+    ----------
+    model : classifier on [0,1] images (run in eval mode, see :func:`attack_mode`).
+    x : images ``[B, 3, H, W]`` in [0, 1].
+    target : target classes ``y*`` ``[B]`` (int64), one per image.
+    lam : weight ``lambda`` of the classification term (larger: more likely to reach the target).
+    steps : Adam iterations (the most any image gets).
+    lr : Adam learning rate on ``w``.
+    stop_on_success : freeze an image at the first iterate whose prediction is its
+        target (that iterate is returned) and stop computing on it; the batch ends
+        when every image has stopped. Saves time; the result is then the first
+        successful iterate rather than the minimiser after ``steps`` iterations.
+
+    Returns
+    -------
+    TargetedResult with ``x_adv [B, 3, H, W]``, ``pred``, ``success = pred == target``
+    (measured on the returned ``x_adv``), ``l2`` and ``steps`` per image.
+
+    Example
+    -------
+    >>> res = targeted_attack(model, x, target=torch.full((4,), 3), lam=10.0, steps=100)
+    >>> res.x_adv.shape, res.success_rate
+    """
+    _check_targeted(x, target, lam, steps, lr)
+    x0 = channels_last(x.detach())
+    target = target.to(x0.device).long()
+    w = torch.atanh((x0 * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+    w_final, taken = w.clone(), torch.zeros(len(x0), dtype=torch.long, device=x0.device)
+    opt, active, x_act, t_act = _Adam(w, lr), torch.arange(len(x0), device=x0.device), x0, target
+    with attack_mode(model):
+        for _ in range(steps):
+            wg = opt.w.detach().requires_grad_(True)
+            xa = channels_last(_to_box(wg))
+            logits = model(xa)
+            loss = (xa - x_act).flatten(1).pow(2).sum(1) + lam * F.cross_entropy(logits, t_act, reduction="none")
+            keep = logits.argmax(1) != t_act if stop_on_success else None
+            if keep is not None:
+                w_final[active[~keep]] = opt.w[~keep]
+                if not bool(keep.any()):
+                    active = active[:0]
+                    break
+            (grad,) = torch.autograd.grad(loss.sum() if keep is None else loss[keep].sum(), wg)
+            if keep is not None and not bool(keep.all()):
+                grad, active, x_act, t_act = grad[keep], active[keep], x_act[keep], t_act[keep]
+                opt.keep(keep)
+            opt.step(grad)
+            taken[active] += 1
+        w_final[active] = opt.w
+    return _targeted_result(model, x0, _to_box(w_final), target, taken)
+
+
+def _check_targeted(x: torch.Tensor, target: torch.Tensor, lam: float, steps: int, lr: float) -> None:
+    if steps < 0 or lam < 0 or lr <= 0:
+        raise ConsisError(
+            f"Eq. 4 needs steps >= 0, lam >= 0 and lr > 0, got steps={steps}, lam={lam}, lr={lr}; fix AttackConfig.targeted_*"
+        )
+    if x.dim() != 4 or target.shape != (x.shape[0],):
+        raise ConsisError(
+            f"Eq. 4 needs images [B, 3, H, W] and one target per image [B], got {tuple(x.shape)} and {tuple(target.shape)}"
+        )
+
+
+def _targeted_result(
+    model: nn.Module, x0: torch.Tensor, x_adv: torch.Tensor, target: torch.Tensor, taken: torch.Tensor
+) -> TargetedResult:
+    x_adv = x_adv.detach()
+    with attack_mode(model), torch.no_grad():
+        pred = model(channels_last(x_adv)).argmax(1)
+    l2 = (x_adv - x0).flatten(1).norm(dim=1)
+    return TargetedResult(x_adv=x_adv, target=target, pred=pred, success=pred == target, l2=l2, steps=taken)
+
+
 def targeted_l2(
     model: nn.Module,
     x: torch.Tensor,
     target: torch.Tensor,
-    lam: float = 1.0,
-    steps: int = 200,
-    lr: float = 0.01,
+    lam: float = AttackConfig.targeted_lambda,
+    steps: int = AttackConfig.targeted_steps,
+    lr: float = AttackConfig.targeted_lr,
 ) -> torch.Tensor:
-    """Eq. 4: ``argmin_{x*} ||x* - x||_2^2 + lam * CE(f(x*), y*)`` in the box [0, 1].
+    """Eq. 4 images only: ``targeted_attack(model, x, target, lam, steps, lr).x_adv``.
 
-    Solved by Adam on ``w`` with ``x* = (tanh(w) + 1) / 2`` (always inside the box),
-    per image (the objective is summed over the batch so images do not interact).
-
-    Parameters
-    ----------
-    model : classifier on [0,1] images.
-    x : images ``[B, 3, H, W]`` in [0, 1].
-    target : target classes ``y*`` ``[B]``.
-    lam : weight of the classification term (larger: more likely to reach the target).
-    steps : Adam iterations.
-    lr : Adam learning rate on ``w``.
+    Parameters and defaults as :func:`targeted_attack` (all ``steps`` iterations,
+    no early stop).
 
     Returns
     -------
@@ -178,18 +318,4 @@ def targeted_l2(
     -------
     >>> x_adv = targeted_l2(model, x, target=torch.full((4,), 3), lam=10.0, steps=100)
     """
-    if steps < 0 or lam < 0:
-        raise ConsisError(f"targeted_l2 needs steps >= 0 and lam >= 0, got steps={steps}, lam={lam}")
-    x0 = channels_last(x.detach())
-    w = torch.atanh((x0 * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6)).requires_grad_(True)
-    opt = torch.optim.Adam([w], lr=lr)
-    with attack_mode(model):
-        for _ in range(steps):
-            xa = (torch.tanh(w) + 1) / 2
-            dist = (xa - x0).flatten(1).pow(2).sum(1)
-            ce = F.cross_entropy(model(xa), target, reduction="none")
-            loss = (dist + lam * ce).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return ((torch.tanh(w) + 1) / 2).detach()
+    return targeted_attack(model, x, target, lam, steps, lr).x_adv

@@ -12,11 +12,17 @@ Definitions (DESIGN section 2)
 * Eq. 3: ``consis(n) = p^T A p`` with ``A`` from Eq. 2
   (:func:`consis_lib.wordnet.correlation_matrix`); vectorised as ``diag(P A P^T)``.
 * ``consis_adv(n)``: the same on the adversarial counterparts, labelled with their
-  source images' labels.
+  source images' labels. Controls (DESIGN section 2): ``consis_adv`` over the
+  successful adversarial images only (ranked among those alone) and on a shared
+  adversarial set (see :func:`consistency_report`).
+* A common scale (:mod:`consis_lib.consistency_stats`): the unbiased U-statistic
+  form of Eq. 3, the permutation baseline of both forms and the lift over it.
 
-Degenerate input, documented handling: a unit that no image activates (every
-activation ``<= floor``, e.g. a dead ReLU unit) has an all-NaN row in ``P`` and
-``consis = NaN``; layer means skip such units and the report lists them. NaN
+Degenerate input, documented handling: a unit that fewer than ``min_activating``
+images activate (every activation ``<= floor`` for a dead ReLU unit; default
+:data:`DEFAULT_MIN_ACTIVATING` in the report, 1 in :func:`label_distributions`)
+has an all-NaN row in ``P`` and ``consis = NaN``; layer means skip such units and
+the report lists them as undefined. NaN
 activations, labels outside ``[0, C)`` and fewer images than ``min_top`` raise
 :class:`ConsisError`.
 
@@ -28,20 +34,55 @@ Example
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from consis_lib.atomic import atomic_write_text
 from consis_lib.config import MetricConfig
+from consis_lib.consistency_stats import (  # the report's data types are re-exported here
+    DEFAULT_MIN_ACTIVATING,
+    SIDE_SUFFIX,
+    UNIT_STATS,
+    ConsistencyReport,
+    MeanCI,
+    SideStats,
+    SweepRow,
+    bootstrap_ci,
+    chance_corrected,
+    check_correlation,
+    column_name,
+    finite_or_none,
+    label_counts,
+    nanmean_units,
+    quadratic_form,
+    resolve_min_activating,
+    success_mask,
+    success_rate,
+    summarise_side,
+)
 from consis_lib.errors import ConsisError
+
+__all__ = [
+    "DEFAULT_MIN_ACTIVATING",
+    "SIDE_SUFFIX",
+    "UNIT_STATS",
+    "ConsistencyReport",
+    "MeanCI",
+    "SideStats",
+    "SweepRow",
+    "column_name",
+    "consistency",
+    "consistency_report",
+    "label_distributions",
+    "num_top",
+]
+
+log = logging.getLogger(__name__)
 
 # Elements per bootstrap chunk ([replicates, units, ranked images]); bounds memory.
 _CHUNK_ELEMENTS = 4_000_000
@@ -109,14 +150,15 @@ def _rank(acts: torch.Tensor, labels: torch.Tensor, floor: float) -> _Ranked:
 
 
 def _weighted_distributions(
-    ranked: _Ranked, weights: torch.Tensor | None, ms: Sequence[int], num_classes: int
-) -> dict[int, torch.Tensor]:
+    ranked: _Ranked, weights: torch.Tensor | None, ms: Sequence[int], num_classes: int, min_activating: int = 1
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Eq. 1 for ``B`` weighted image sets and several top sizes ``m`` at once.
 
     ``weights [B, N]`` holds how often each image occurs in a (bootstrap) resample;
-    ``None`` means every image once. Returns ``{m: P [B, K, C]}`` (float64 without
-    weights, float32 for replicates; NaN rows
-    for units that no image activates). Only the first ``L`` ranked positions are
+    ``None`` means every image once. Returns ``{m: (P [B, K, C], n [B, K])}`` with
+    ``n`` the size of each activating set (copies counted); float64 without
+    weights, float32 for replicates; NaN rows of ``P`` for units with
+    ``n < min_activating`` (at least 1). Only the first ``L`` ranked positions are
     read, ``L`` growing until every unit has gathered ``max(ms)`` images or run out
     of images above the floor, so the cost is ``O(B * K * m)``, not ``O(B * K * N)``.
     """
@@ -142,13 +184,13 @@ def _weighted_distributions(
         # positions needed for this m: up to the first place where the count reaches m
         reach = torch.searchsorted(flat, torch.full((flat.shape[0], 1), float(m))).max()
         Lm = min(L, int(reach) + 1)
-        taken = cum[..., :Lm].clamp(max=m)
-        total = taken[..., -1:].to(dtype, copy=True)
-        taken[..., 1:] -= taken[..., :-1].clone()  # copies of each ranked image inside the top m
+        capped = cum[..., :Lm].clamp(max=m)
+        total = capped[..., -1].to(dtype)
+        taken = torch.diff(capped, dim=-1, prepend=torch.zeros(B, K, 1))  # copies of each ranked image inside the top m
         P = torch.zeros(B, K, num_classes)
         P.scatter_add_(2, ranked.labels[:, :Lm].expand(B, K, Lm), taken)
-        P = P.to(dtype).div_(total.clamp(min=1))
-        out[m] = P.masked_fill_(total == 0, float("nan"))
+        P = P.to(dtype).div_(total.clamp(min=1)[..., None])
+        out[m] = (P.masked_fill_((total < max(1, min_activating))[..., None], float("nan")), total)
     return out
 
 
@@ -159,6 +201,7 @@ def label_distributions(
     top_fraction: float = 0.01,
     min_top: int = 20,
     floor: float = 0.0,
+    min_activating: int = 1,
 ) -> torch.Tensor:
     """Eq. 1: ``P[n, c] = consis(n, c) = Pr(label(x) = c | x activates n)``.
 
@@ -172,11 +215,12 @@ def label_distributions(
         ceil(top_fraction * N))`` images of each unit.
     floor : images with ``a_n(x) <= floor`` never activate ``n`` (0 after a ReLU;
         pass ``-inf`` for layers with signed outputs).
+    min_activating : a unit that fewer images activate is undefined (NaN row); the
+        default 1 leaves only units that no image activates undefined.
 
     Returns
     -------
-    Tensor [K, C] float64; rows sum to 1, or are all NaN for a unit that no image
-    activates.
+    Tensor [K, C] float64; rows sum to 1, or are all NaN for an undefined unit.
 
     Example
     -------
@@ -186,7 +230,7 @@ def label_distributions(
     """
     acts, labels = _check_inputs(acts, labels, num_classes)
     m = num_top(acts.shape[0], top_fraction, min_top)
-    return _weighted_distributions(_rank(acts, labels, floor), None, [m], num_classes)[m][0]
+    return _weighted_distributions(_rank(acts, labels, floor), None, [m], num_classes, min_activating)[m][0][0]
 
 
 def consistency(P: torch.Tensor | np.ndarray, A: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -209,14 +253,7 @@ def consistency(P: torch.Tensor | np.ndarray, A: torch.Tensor | np.ndarray) -> t
     tensor([0.2500], dtype=torch.float64)
     """
     P = torch.as_tensor(P, dtype=torch.float64)
-    A = torch.as_tensor(A, dtype=torch.float64)
-    if A.dim() != 2 or A.shape[0] != A.shape[1]:
-        raise ConsisError(f"A must be a square [C, C] matrix, got shape {tuple(A.shape)}")
-    if P.shape[-1] != A.shape[0]:
-        raise ConsisError(f"P has {P.shape[-1]} classes but A is {tuple(A.shape)}; build A for the same classes")
-    lead = P.shape[:-1]
-    flat = P.reshape(-1, P.shape[-1])  # one 2-D GEMM: diag(P A P^T) = rowsum((P A) * P)
-    return ((flat @ A) * flat).sum(-1).reshape(lead)
+    return quadratic_form(P, check_correlation(A, P.shape[-1]))
 
 
 def _consistency_many(P: torch.Tensor, As: torch.Tensor) -> torch.Tensor:
@@ -228,156 +265,15 @@ def _consistency_many(P: torch.Tensor, As: torch.Tensor) -> torch.Tensor:
     return (prod * flat[:, None, :]).sum(-1).t().reshape(S, *lead)
 
 
-@dataclass(frozen=True)
-class MeanCI:
-    """A layer mean with a percentile bootstrap confidence interval over images."""
-
-    mean: float
-    low: float
-    high: float
-    units: int  # units that entered the mean (defined consis)
-
-
-@dataclass(frozen=True)
-class SweepRow:
-    """One point of the sensitivity sweep (book figure)."""
-
-    sigma: float
-    top_fraction: float
-    kind: str  # "real" or "adv"
-    mean: float
-    low: float
-    high: float
-
-
-def _finite_or_none(v: float) -> float | None:
-    return float(v) if v is not None and math.isfinite(v) else None
-
-
-def _none_to_nan(v: Any) -> float:
-    return float("nan") if v is None else float(v)
-
-
-@dataclass
-class ConsistencyReport:
-    """Per-unit ``consis``/``consis_adv``, layer means with bootstrap CIs and sweeps.
-
-    ``consis`` and ``consis_adv`` are lists of length K (NaN for undefined units);
-    ``diff`` is the layer mean of ``consis - consis_adv`` with a paired bootstrap
-    CI (the same resampled images on both sides). JSON round-trips through
-    :meth:`to_json` / :meth:`from_json` (NaN is written as ``null``).
-    """
-
-    layer: str
-    sigma: float
-    top_fraction: float
-    min_top: int
-    num_images: int
-    num_top: int
-    num_classes: int
-    num_units: int
-    bootstrap: int
-    confidence: float
-    consis: list[float]
-    mean: MeanCI
-    undefined_units: list[int]
-    consis_adv: list[float] | None = None
-    mean_adv: MeanCI | None = None
-    diff: MeanCI | None = None
-    undefined_units_adv: list[int] | None = None
-    sweep: list[SweepRow] = field(default_factory=list)
-    sweep_bootstrap: int = 0
-    accuracy: float | None = None
-    adv_accuracy: float | None = None
-
-    def units_frame(self) -> pd.DataFrame:
-        """Tidy per-unit table: ``unit, consis, consis_adv``."""
-        adv = self.consis_adv if self.consis_adv is not None else [float("nan")] * self.num_units
-        return pd.DataFrame({"unit": range(self.num_units), "consis": self.consis, "consis_adv": adv})
-
-    def sweep_frame(self) -> pd.DataFrame:
-        """Tidy sweep table: ``sigma, top_fraction, kind, mean, low, high``."""
-        return pd.DataFrame([asdict(r) for r in self.sweep], columns=[f for f in SweepRow.__dataclass_fields__])
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (non-finite numbers become ``None``)."""
-
-        def clean(obj: Any) -> Any:
-            if isinstance(obj, float):
-                return _finite_or_none(obj)
-            if isinstance(obj, dict):
-                return {k: clean(v) for k, v in obj.items()}
-            if isinstance(obj, list):
-                return [clean(v) for v in obj]
-            return obj
-
-        return clean(asdict(self))
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, allow_nan=False)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the JSON atomically (temp file + rename)."""
-        return atomic_write_text(path, self.to_json())
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ConsistencyReport:
-        def mci(v: dict | None) -> MeanCI | None:
-            if v is None:
-                return None
-            return MeanCI(_none_to_nan(v["mean"]), _none_to_nan(v["low"]), _none_to_nan(v["high"]), int(v["units"]))
-
-        d = dict(d)
-        d["consis"] = [_none_to_nan(v) for v in d["consis"]]
-        if d.get("consis_adv") is not None:
-            d["consis_adv"] = [_none_to_nan(v) for v in d["consis_adv"]]
-        d["mean"] = mci(d["mean"])
-        d["mean_adv"] = mci(d.get("mean_adv"))
-        d["diff"] = mci(d.get("diff"))
-        d["sweep"] = [
-            SweepRow(r["sigma"], r["top_fraction"], r["kind"], *(_none_to_nan(r[k]) for k in ("mean", "low", "high")))
-            for r in d.get("sweep", [])
-        ]
-        return cls(**d)
-
-    @classmethod
-    def from_json(cls, text: str) -> ConsistencyReport:
-        return cls.from_dict(json.loads(text))
-
-    @classmethod
-    def load(cls, path: str | Path) -> ConsistencyReport:
-        try:
-            return cls.from_json(Path(path).read_text())
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ConsisError(f"cannot read consistency report {path}: {exc}; rerun the metric to regenerate it") from exc
-
-
 def _resample_weights(num_images: int, replicates: int, gen: torch.Generator) -> torch.Tensor:
     idx = torch.randint(num_images, (replicates, num_images), generator=gen)
     w = torch.zeros(replicates, num_images)
     return w.scatter_add_(1, idx, torch.ones(idx.shape))
 
 
-def _nanmean_units(c: torch.Tensor) -> torch.Tensor:
-    """Mean over the last (unit) axis skipping NaN; NaN when every unit is undefined."""
-    ok = ~torch.isnan(c)
-    n = ok.sum(-1)
-    s = torch.where(ok, c, torch.zeros_like(c)).sum(-1)
-    return torch.where(n > 0, s / n.clamp(min=1), torch.full_like(s, float("nan")))
-
-
-def _ci(point: float, reps: np.ndarray, confidence: float, units: int) -> MeanCI:
-    reps = reps[np.isfinite(reps)]
-    if reps.size == 0:
-        return MeanCI(float(point), float("nan"), float("nan"), units)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(reps, [alpha, 1.0 - alpha])
-    # A resample holds duplicated images; a duplicate fills several of the top-m
-    # slots, which concentrates the label histogram and biases every replicate
-    # upwards. The percentile interval is therefore shifted by the bootstrap bias
-    # estimate mean(reps) - point, so that it is centred on the point estimate's scale.
-    bias = float(reps.mean()) - float(point) if math.isfinite(point) else 0.0
-    return MeanCI(float(point), float(lo) - bias, float(hi) - bias, units)
+def _chunk(K: int, N: int, m_max: int) -> int:
+    """Replicates per chunk so that one ``[replicates, K, L]`` table stays bounded."""
+    return max(1, _CHUNK_ELEMENTS // max(1, K * min(N, int(m_max + 6 * math.sqrt(m_max) + 16))))
 
 
 def _bootstrap_means(
@@ -388,6 +284,7 @@ def _bootstrap_means(
     seed: int,
     N: int,
     K: int,
+    min_activating: int,
 ) -> dict[tuple[str, float, float], np.ndarray]:
     """Layer means of ``consis`` for ``replicates`` bootstrap resamples of the images.
 
@@ -401,19 +298,106 @@ def _bootstrap_means(
     if replicates <= 0:
         return reps
     ms = sorted(set(m_of.values()))
-    m_max = ms[-1]
     gen = torch.Generator().manual_seed(seed)
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, K * min(N, int(m_max + 6 * math.sqrt(m_max) + 16))))
+    chunk = _chunk(K, N, ms[-1])
     for start in range(0, replicates, chunk):
         b = min(chunk, replicates - start)
         W = _resample_weights(N, b, gen)
         for side, rk in ranked.items():
-            Pb = _weighted_distributions(rk, W, ms, C)
+            Pb = _weighted_distributions(rk, W, ms, C, min_activating)
             for frac, m in m_of.items():
-                c_all = _nanmean_units(_consistency_many(Pb[m], A_stack)).numpy()  # [S, b]
+                c_all = nanmean_units(_consistency_many(Pb[m][0], A_stack)).numpy()  # [S, b]
                 for si, s in enumerate(sigmas):
                     reps[(side, s, frac)][start : start + b] = c_all[si]
     return reps
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One image set of the report: its ranking, its images' labels, its top size
+    ``m`` and the positions of its images among the ``N`` evaluated ones (``None``: all)."""
+
+    ranked: _Ranked
+    labels: torch.Tensor
+    m: int
+    index: torch.Tensor | None = None
+
+
+def _side_point(side: _Side, A: torch.Tensor, C: int, min_activating: int) -> dict[str, torch.Tensor]:
+    """Per-unit :data:`UNIT_STATS` (float64) and ``n_activating`` of one image set."""
+    P, n = _weighted_distributions(side.ranked, None, [side.m], C, min_activating)[side.m]
+    point = chance_corrected(P[0], n[0], label_counts(side.labels, C), A, min_activating)
+    point["n_activating"] = n[0]
+    return point
+
+
+def _bootstrap_sides(
+    sides: dict[str, _Side], A: torch.Tensor, replicates: int, seed: int, N: int, min_activating: int
+) -> dict[str, dict[str, np.ndarray]]:
+    """Layer means of every :data:`UNIT_STATS` column for ``replicates`` bootstrap
+    resamples of the ``N`` images, ``{side: {stat: [replicates]}}``.
+
+    Every set sees the same resamples; a subset (the successful adversarial images)
+    keeps the resampled copies of its own images, its ``m`` fixed at the point
+    estimate's, and the permutation baseline of each replicate is that of the
+    resampled labels.
+    """
+    reps = {name: {s: np.full(max(replicates, 0), np.nan) for s in UNIT_STATS} for name in sides}
+    if replicates <= 0:
+        return reps
+    A32 = A.float()
+    C = A.shape[0]
+    K = next(iter(sides.values())).ranked.order.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    chunk = _chunk(K, N, max(s.m for s in sides.values()))
+    for start in range(0, replicates, chunk):
+        b = min(chunk, replicates - start)
+        W = _resample_weights(N, b, gen)
+        for name, side in sides.items():
+            Ws = W if side.index is None else W[:, side.index]
+            P, n = _weighted_distributions(side.ranked, Ws, [side.m], C, min_activating)[side.m]
+            stats = chance_corrected(P, n, label_counts(side.labels, C, Ws), A32, min_activating)
+            means = nanmean_units(torch.stack([stats[stat] for stat in UNIT_STATS])).numpy()  # [stats, b]
+            for i, stat in enumerate(UNIT_STATS):
+                reps[name][stat][start : start + b] = means[i]
+    return reps
+
+
+def _check_distances(distances: np.ndarray, num_classes: int | None) -> tuple[np.ndarray, int]:
+    dist = np.asarray(distances, dtype=np.float64)
+    C = int(num_classes if num_classes is not None else dist.shape[0])
+    if dist.shape != (C, C):
+        raise ConsisError(f"distances have shape {dist.shape} but there are {C} classes; compute them for the same classes")
+    if not np.isfinite(dist).all():
+        raise ConsisError("distances contain non-finite entries; every class pair needs a WordNet path")
+    return dist, C
+
+
+def _report_sides(
+    ranked: dict[str, _Ranked],
+    adv_acts: torch.Tensor | None,
+    labels: torch.Tensor,
+    mask: torch.Tensor | None,
+    cfg: MetricConfig,
+    floor: float,
+) -> dict[str, _Side]:
+    """Image sets of the common scale: all clean, all adversarial, successful adversarial."""
+    m = num_top(labels.numel(), cfg.top_fraction, cfg.min_top)
+    sides = {name: _Side(rk, labels, m) for name, rk in ranked.items()}
+    if mask is None or adv_acts is None:
+        return sides
+    index = mask.nonzero().flatten()
+    if index.numel() < cfg.min_top:
+        log.warning(
+            "only %d successful adversarial images (min_top=%d): consis_adv over successful images is not reported",
+            index.numel(),
+            cfg.min_top,
+        )
+        return sides
+    sub = labels[index]
+    m_s = num_top(index.numel(), cfg.top_fraction, cfg.min_top)
+    sides["adv_success"] = _Side(_rank(adv_acts[index], sub, floor), sub, m_s, index)
+    return sides
 
 
 def consistency_report(
@@ -424,13 +408,22 @@ def consistency_report(
     seed: int = 0,
     confidence: float = 0.95,
     floor: float = 0.0,
+    adv_success: torch.Tensor | np.ndarray | None = None,
+    min_activating: int | None = None,
 ) -> ConsistencyReport:
-    """``consis`` and ``consis_adv`` per unit, layer means with bootstrap CIs, sweeps.
+    """``consis`` and ``consis_adv`` per unit, layer means with bootstrap CIs, sweeps,
+    and the common scale (unbiased form, permutation baselines, lift).
 
     Parameters
     ----------
-    activations : :class:`consis_lib.activations.Activations` (``acts [N, K]``,
-        ``labels [N]``, optionally ``adv_acts [N, K]`` from an FGSM pass).
+    activations : :class:`consis_lib.activations.Activations` or any object with
+        ``acts [N, K]``, ``labels [N]`` and optionally ``adv_acts [N, K]``,
+        ``adv_preds [N]``, ``preds [N]``. Only precomputed activations are read, so
+        a *shared* adversarial set needs no special path: run the other model on
+        the normal model's FGSM images (same order) and pass
+        ``Activations(acts=res.acts, labels=res.labels, preds=res.preds,
+        adv_acts=shared.acts, adv_preds=shared.preds)``; its success mask then
+        marks the shared images that fool this model.
     distances : [C, C] WordNet distances (:func:`consis_lib.wordnet.distance_matrix`);
         ``A`` (Eq. 2) is built for ``cfg.sigma`` and each sweep sigma.
     cfg : MetricConfig (top_fraction, min_top, sigma, sigmas, top_fractions, bootstrap).
@@ -441,64 +434,98 @@ def consistency_report(
         of the replicates is shifted by the bootstrap bias estimate (duplicated
         images in a resample inflate the concentration of the top-m histogram).
     floor : see :func:`label_distributions`.
+    adv_success : [N] bool, the adversarial images that count as successful
+        attacks; default ``adv_preds != labels``. ``consis_adv`` over successful
+        images ranks each unit's activating images among these images only
+        (``m`` from their number); it is left out, with a warning, when fewer than
+        ``min_top`` succeed.
+    min_activating : a unit with fewer activating images is undefined (NaN) in every
+        column; default ``cfg.min_activating`` where the config has that field,
+        else :data:`DEFAULT_MIN_ACTIVATING`. Must lie in ``[2, cfg.min_top]``.
 
     Returns
     -------
     ConsistencyReport; the sweep covers every (sigma, top_fraction) pair of
     ``cfg.sigmas x cfg.top_fractions`` (plus the defaults), real and adversarial,
     with ``cfg.sweep_bootstrap`` replicates per point (``cfg.bootstrap`` for the
-    default point, whose row equals ``mean``/``mean_adv``).
+    default point, whose row equals ``mean``/``mean_adv``). ``stats`` holds the
+    common scale at the default point with ``cfg.bootstrap`` replicates.
 
     Example
     -------
     >>> res = unit_activations(model, loader, "layer4", attack=fgsm_attack(8 / 255))
     >>> rep = consistency_report(res, distance_matrix(wnids), profile.metric)
-    >>> rep.mean.mean, rep.mean_adv.mean
+    >>> rep.mean.mean, rep.mean_adv.mean, rep.stats["adv_success"].means["lift_u"].mean
     """
     from consis_lib.wordnet import correlation_matrix
 
-    dist = np.asarray(distances, dtype=np.float64)
-    C = int(num_classes if num_classes is not None else dist.shape[0])
-    if dist.shape != (C, C):
-        raise ConsisError(f"distances have shape {dist.shape} but there are {C} classes; compute them for the same classes")
-    if not np.isfinite(dist).all():
-        raise ConsisError("distances contain non-finite entries; every class pair needs a WordNet path")
+    dist, C = _check_distances(distances, num_classes)
     if cfg.activation != getattr(activations, "reduce", cfg.activation):
         raise ConsisError(
             f"activations were reduced with {activations.reduce!r} but MetricConfig.activation={cfg.activation!r}; recompute them"
         )
+    min_act = resolve_min_activating(min_activating, cfg)
     acts, labels = _check_inputs(activations.acts, activations.labels, C)
     sides = {"real": acts}
     if getattr(activations, "adv_acts", None) is not None:
         sides["adv"], _ = _check_inputs(activations.adv_acts, activations.labels, C)
+    mask = success_mask(activations, labels, adv_success)
     N, K = acts.shape
     sigmas = sorted({float(s) for s in (*cfg.sigmas, cfg.sigma)})
     fractions = sorted({float(f) for f in (*cfg.top_fractions, cfg.top_fraction)})
     A = {s: torch.as_tensor(correlation_matrix(dist, s), dtype=torch.float64) for s in sigmas}
     R = int(cfg.bootstrap)
     ranked = {k: _rank(v, labels, floor) for k, v in sides.items()}
+    key = (cfg.sigma, cfg.top_fraction)
 
     point: dict[tuple[str, float, float], torch.Tensor] = {}  # (side, sigma, frac) -> [K]
     m_of = {frac: num_top(N, frac, cfg.min_top) for frac in fractions}
     for side, rk in ranked.items():
-        Ps = _weighted_distributions(rk, None, sorted(set(m_of.values())), C)
+        Ps = _weighted_distributions(rk, None, sorted(set(m_of.values())), C, min_act)
         for frac in fractions:
             for s in sigmas:
-                point[(side, s, frac)] = consistency(Ps[m_of[frac]][0], A[s])
+                point[(side, s, frac)] = consistency(Ps[m_of[frac]][0][0], A[s])
+    reps = _bootstrap_means(ranked, m_of, A, min(R, int(cfg.sweep_bootstrap)), seed + 1, N, K, min_act)
+    # the default point: every column of the common scale on the same resamples (more replicates)
+    scale_sides = _report_sides(ranked, sides.get("adv"), labels, mask, cfg, floor)
+    scale_reps = _bootstrap_sides(scale_sides, A[cfg.sigma], R, seed, N, min_act)
+    stats = {
+        name: summarise_side(_side_point(sd, A[cfg.sigma], C, min_act), scale_reps[name], sd.labels.numel(), sd.m, confidence)
+        for name, sd in scale_sides.items()
+    }
+    for side in sides:
+        reps[(side, *key)] = scale_reps[side]["consis"]
+    rep = _assemble(activations, cfg, point, reps, stats, confidence, N, K, C, R)
+    rep.min_activating = min_act
+    rep.attack_success_rate = success_rate(mask)
+    return rep
+
+
+def _assemble(
+    activations: Any,
+    cfg: MetricConfig,
+    point: dict[tuple[str, float, float], torch.Tensor],
+    reps: dict[tuple[str, float, float], np.ndarray],
+    stats: dict[str, SideStats],
+    confidence: float,
+    N: int,
+    K: int,
+    C: int,
+    R: int,
+) -> ConsistencyReport:
+    """The report from the sweep's point values and replicates and the common scale."""
     key = (cfg.sigma, cfg.top_fraction)
-    # the sweep's replicates first, then the default point's (more replicates)
-    reps = _bootstrap_means(ranked, m_of, A, min(R, int(cfg.sweep_bootstrap)), seed + 1, N, K)
-    reps.update(_bootstrap_means(ranked, {cfg.top_fraction: m_of[cfg.top_fraction]}, {cfg.sigma: A[cfg.sigma]}, R, seed, N, K))
+    sides = sorted({k[0] for k in point}, key=list(SIDE_SUFFIX).index)
 
     def summary(side: str, s: float, frac: float) -> MeanCI:
         c = point[(side, s, frac)]
-        return _ci(float(_nanmean_units(c)), reps[(side, s, frac)], confidence, int((~torch.isnan(c)).sum()))
+        return bootstrap_ci(float(nanmean_units(c)), reps[(side, s, frac)], confidence, int((~torch.isnan(c)).sum()))
 
     sweep = [
         SweepRow(s, f, side, *(lambda ci: (ci.mean, ci.low, ci.high))(summary(side, s, f)))
         for side in sides
-        for s in sigmas
-        for f in fractions
+        for s in sorted({k[1] for k in point})
+        for f in sorted({k[2] for k in point})
     ]
     real = point[("real", *key)]
     rep = ConsistencyReport(
@@ -517,7 +544,8 @@ def consistency_report(
         undefined_units=torch.isnan(real).nonzero().flatten().tolist(),
         sweep=sweep,
         sweep_bootstrap=min(R, int(cfg.sweep_bootstrap)),
-        accuracy=_finite_or_none(activations.accuracy) if hasattr(activations, "preds") else None,
+        accuracy=finite_or_none(activations.accuracy) if hasattr(activations, "preds") else None,
+        stats=stats,
     )
     if "adv" in sides:
         adv = point[("adv", *key)]
@@ -525,7 +553,7 @@ def consistency_report(
         rep.mean_adv = summary("adv", *key)
         rep.undefined_units_adv = torch.isnan(adv).nonzero().flatten().tolist()
         diff_reps = reps[("real", *key)] - reps[("adv", *key)]
-        rep.diff = _ci(rep.mean.mean - rep.mean_adv.mean, diff_reps, confidence, min(rep.mean.units, rep.mean_adv.units))
+        rep.diff = bootstrap_ci(rep.mean.mean - rep.mean_adv.mean, diff_reps, confidence, min(rep.mean.units, rep.mean_adv.units))
         acc = getattr(activations, "adv_accuracy", None)
-        rep.adv_accuracy = _finite_or_none(acc) if acc is not None else None
+        rep.adv_accuracy = finite_or_none(acc) if acc is not None else None
     return rep

@@ -19,7 +19,7 @@ import numpy as np
 
 from consis_lib.config import Profile, get_profile
 from consis_lib.errors import ConsisError
-from consis_lib.results import MODELS, arch_label, load_json, save_json
+from consis_lib.results import MODELS, arch_label
 
 @dataclass(frozen=True)
 class RunPaths:
@@ -39,8 +39,13 @@ class RunPaths:
     def arch_dir(self, arch: str) -> Path:
         return self.runs / arch
 
-    def checkpoint_dir(self, arch: str, model: str) -> Path:
-        return self.runs / arch / model
+    def seed_dir(self, arch: str, seed: int = 0) -> Path:
+        """``runs/<profile>/<arch>/seed<k>``: the models and measures of one training seed."""
+        return self.runs / arch / f"seed{seed}"
+
+    def checkpoint_dir(self, arch: str, model: str, seed: int = 0) -> Path:
+        """Folder of one model (``normal``, ``at``, ``adv`` or a study variant) of one seed."""
+        return self.seed_dir(arch, seed) / model
 
     @property
     def notebooks(self) -> Path:
@@ -66,15 +71,18 @@ class ArchContext:
     >>> model = ctx.model("adv")
     """
 
-    def __init__(self, profile: Profile, arch: str | None, runs_root: str | Path = "runs", device: str | None = None) -> None:
+    def __init__(
+        self, profile: Profile, arch: str | None, runs_root: str | Path = "runs", device: str | None = None, seed: int = 0
+    ) -> None:
         import torch
 
         if arch is not None and arch not in profile.archs:
             raise ConsisError(f"unknown arch {arch!r}; the profile has {', '.join(profile.archs)}")
         self.profile = profile
         self.arch = arch
+        self.seed = seed
         self.paths = RunPaths(Path(runs_root).resolve().parent, profile.name)
-        self.out = self.paths.arch_dir(arch) if arch else self.paths.runs
+        self.out = self.paths.seed_dir(arch, seed) if arch else self.paths.runs
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._cache: dict[str, Any] = {}
 
@@ -131,14 +139,16 @@ class ArchContext:
         return DataLoader(TensorDataset(*self.tensors(split)), batch_size=self.profile.dissect.batch_size, shuffle=False)
 
     def model(self, name: str) -> Any:
-        """The trained ``"normal"`` or ``"adv"`` model (eval mode, on ``self.device``)."""
+        """A trained model of this seed (eval mode, on ``self.device``): ``"normal"``,
+        ``"at"`` (beta = 0), ``"adv"`` (Eq. 6) or a study variant's name."""
         from consis_lib.train import load_checkpoint
 
-        if name not in MODELS:
-            raise ConsisError(f"unknown model {name!r}; use 'normal' or 'adv'")
+        known = MODELS + tuple(v.name for v in self.profile.study.variants)
+        if name not in known:
+            raise ConsisError(f"unknown model {name!r}; use one of {', '.join(known)}")
 
         def make() -> Any:
-            m, _meta = load_checkpoint(self.paths.checkpoint_dir(self.arch, name), arch=self.arch)
+            m, _meta = load_checkpoint(self.paths.checkpoint_dir(self.arch, name, self.seed), arch=self.arch)
             return m.to(self.device).eval()
 
         return self._memo(f"model-{name}", make)
@@ -147,7 +157,7 @@ class ArchContext:
         """The per-epoch training log of each model (``log.jsonl``)."""
         logs = {}
         for name in MODELS:
-            f = self.paths.checkpoint_dir(self.arch, name) / "log.jsonl"
+            f = self.paths.checkpoint_dir(self.arch, name, self.seed) / "log.jsonl"
             if not f.is_file():
                 raise ConsisError(f"{f} is missing; train with `consis reproduce --profile {self.profile.name}`")
             logs[name] = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
@@ -222,17 +232,6 @@ class ArchContext:
             lambda: dissect(self.model(name), self.layer, self.probe(), self.profile.dissect, attack=attack, device=self.device, progress=False),
         )
 
-    def dissection_results(self) -> dict[str, Any]:
-        """Per-unit best concepts for both models on real and adversarial probe images (JSON-ready)."""
-        out: dict[str, Any] = {"iou_threshold": self.profile.dissect.iou_threshold, "layer": self.layer}
-        for name in MODELS:
-            out[name] = {}
-            for images in ("real", "adversarial"):
-                res = self.dissect(name, adversarial=images == "adversarial")
-                table = res.table[["unit", "concept", "category", "iou"]]
-                out[name][images] = {"units": table.astype(object).where(table.notna(), None).values.tolist()}
-        return out
-
     def fgsm_correct(self, name: str, eps: float) -> np.ndarray:
         """Per val image 0/1: the model classifies the FGSM image (``eps``) correctly."""
         import torch
@@ -262,6 +261,25 @@ class ArchContext:
             }
         return out
 
+    def targeted(self, name: str, per_class: int = 6) -> tuple[Any, Any]:
+        """Eq. 4 examples of ``per_class`` validation images of every class (target: the
+        WordNet-farthest class; each image stops at its first successful step) and the
+        model's activations on them: ``(TargetedExamples, Activations)``."""
+        from consis_lib.activations import unit_activations
+        from consis_lib.ambiguity import per_class_indices, targeted_examples
+
+        def make() -> tuple[Any, Any]:
+            xs, ys = self.tensors("val")
+            idx = per_class_indices(ys, per_class)
+            model = self.model(name)
+            ex = targeted_examples(
+                model, xs[idx], ys[idx], self.distances(), self.profile.attack, progress=False, stop_on_success=True
+            )
+            acts = unit_activations(model, ex.loader(128), self.layer, reduce=self.profile.metric.activation, device=self.device, progress=False)
+            return ex, acts
+
+        return self._memo(f"targeted-{name}-{per_class}", make)
+
     def targeted_example(self, name: str = "normal", index: int = 0) -> dict[str, Any]:
         """Eq. 4 on one val image: the target is the class WordNet puts farthest from its label."""
         import torch
@@ -284,16 +302,30 @@ class ArchContext:
             pred_after=names[after], l2=float((x_adv[0].cpu() - x).norm()), success=after == target,
         )
 
-    def result(self, name: str) -> Any:
-        """A results file saved by an earlier notebook of this arch (e.g. ``"consistency"``)."""
-        return load_json(self.out / f"{name}.json")
+    def measures(self) -> Any:
+        """This seed's :class:`~consis_lib.results.SeedResults` (``measures.json``,
+        written by ``consis reproduce`` before the notebooks run; identity checked)."""
+        from consis_lib.results import load_results
 
-    def save(self, name: str, obj: Any) -> Path:
-        """Save ``obj`` as ``runs/<profile>/<arch>/<name>.json`` (atomic)."""
-        return save_json(obj, self.out / f"{name}.json")
+        def make() -> Any:
+            found = [r for r in load_results(self.paths.runs, self.profile, [self.arch]) if r.seed == self.seed]
+            if not found:
+                raise ConsisError(f"seed {self.seed} is not a seed of {self.arch} in profile {self.profile.name}")
+            return found[0]
+
+        return self._memo("measures", make)
+
+    def dissection_summary(self) -> dict[str, Any]:
+        """Per model the dissection unit tables of :meth:`measures`, with ``iou_threshold``."""
+        m = self.measures().measures
+        out: dict[str, Any] = {"iou_threshold": m["iou_threshold"]}
+        out.update({name: d["dissection"] for name, d in m["models"].items() if "dissection" in d})
+        return out
 
 
-def notebook_context(profile: str, arch: str | None, runs_root: str | Path = "runs", device: str | None = None) -> ArchContext:
+def notebook_context(
+    profile: str, arch: str | None, runs_root: str | Path = "runs", device: str | None = None, seed: int = 0
+) -> ArchContext:
     """The :class:`ArchContext` of a per-arch notebook (its ``parameters`` cell's values);
     ``arch=None`` for the arch-independent data page."""
-    return ArchContext(get_profile(profile), arch, runs_root, device)
+    return ArchContext(get_profile(profile), arch, runs_root, device, seed)

@@ -1,20 +1,22 @@
-"""Neuron explorer: ipywidgets views of units, live (kernel) and static (book).
+"""Neuron explorer: the live (kernel) view and the unit views of the figures.
 
 A unit is described by a :class:`UnitView`: its ``consis(n)`` and ``consis_adv(n)``
 (Eq. 3), its Eq. 1 label distribution on real and adversarial images, its best
 dissection concept, and one small JPEG montage (top real images over top
-adversarial images, highlighted by the unit's discrepancy map).
+adversarial images, highlighted by the unit's activation or discrepancy map).
 
-* :func:`static_explorer` builds widgets linked only in the browser
-  (``jslink``), so a notebook executed by papermill with widget state stored
-  renders a working explorer in the static book, with no kernel.
-* :func:`live_explorer` needs a kernel: choose the model, sort the unit list by
-  consis, consis_adv or their gap, and render any unit on demand.
+* :func:`live_explorer` / :func:`live_from_context` need a kernel: choose the
+  model, sort the unit list by consis, consis_adv or their gap, and render any
+  unit on demand (ipywidgets).
+* :func:`explorer_views` renders a few chosen units per model (Fig. 3/4).
+* The static explorer of the book, over every unit of every model with no
+  kernel, is :func:`consis_lib.explorer_static.static_explorer`.
 
 Example
 -------
->>> views = {"normal": [UnitView(unit=0, consis=0.3, consis_adv=0.1, montage_jpeg=b"")]}
->>> box = static_explorer(views)  # display(box) in a notebook
+>>> from consis_lib import context, explorer
+>>> ctx = context.notebook_context("smoke", "resnet18", "runs")
+>>> box = explorer.live_from_context(ctx)  # display(box) in Jupyter
 """
 
 from __future__ import annotations
@@ -116,11 +118,6 @@ def sort_units(table: pd.DataFrame, key: str) -> list[int]:
     return [int(u) for u in table.sort_values(key, ascending=False, kind="stable")["unit"]]
 
 
-def _option_label(v: UnitView) -> str:
-    concept = f", {v.concept}" if v.concept else ""
-    return f"unit {v.unit}: consis {v.consis:.3f}, adv {v.consis_adv:.3f}{concept}"
-
-
 def _info_html(v: UnitView, model: str, top: int = 5) -> str:
     rows = ""
     if v.label_probs:
@@ -161,37 +158,6 @@ def unit_panel(view: UnitView, model: str = "model"):
         children.append(w.Image(value=view.montage_jpeg, format="jpeg", layout=w.Layout(width=f"{width}px", min_width=f"{width}px")))
     children.append(w.HTML(_info_html(view, model)))
     return w.HBox(children)
-
-
-def static_explorer(models: Mapping[str, Sequence[UnitView]]):
-    """Kernel-free explorer: per model, a unit dropdown and slider jslinked to a Stack.
-
-    Parameters
-    ----------
-    models : model name (``"normal"``, ``"adv"``) -> the units to show, in order
-        (e.g. the ~32 from :func:`interesting_units`).
-
-    Returns
-    -------
-    ipywidgets ``Tab`` (one tab per model). All links are browser-side, so the
-    stored widget state alone makes it work in the static book.
-    """
-    import ipywidgets as w
-
-    if not models or not any(models.values()):
-        raise ConsisError("static_explorer needs at least one model with units; compute unit views first")
-    tabs = []
-    for name, views in models.items():
-        views = list(views)
-        panels = [unit_panel(v, name) for v in views]
-        stack = w.Stack(panels, selected_index=0)
-        dropdown = w.Dropdown(options=[(_option_label(v), i) for i, v in enumerate(views)], value=0, description="unit", layout=w.Layout(width="32em"))
-        slider = w.IntSlider(value=0, min=0, max=max(len(views) - 1, 0), description="rank", continuous_update=True)
-        w.jslink((dropdown, "index"), (stack, "selected_index"))
-        w.jslink((slider, "value"), (stack, "selected_index"))
-        tabs.append(w.VBox([w.HBox([dropdown, slider]), stack]))
-    tab = w.Tab(tabs, titles=tuple(models.keys()))
-    return tab
 
 
 def live_explorer(tables: Mapping[str, pd.DataFrame], render: Callable[[str, int], UnitView]):
@@ -259,30 +225,41 @@ def build_views(
     top_k: int = 4,
     highlight: str = "activation",
     thumb: int = 64,
+    fit: str = "pad",
+    adversarial: str = "fgsm",
 ) -> list[UnitView]:
     """Render :class:`UnitView` objects for ``units`` of one model of an arch context.
 
     Parameters
     ----------
     ctx : :class:`consis_lib.context.ArchContext` (data, model, activations with
-        maps, the Eq. 1-3 report; dissection results when ``dissection.json`` exists).
-    name : ``"normal"`` or ``"adv"``.
+        maps, the Eq. 1-3 report; dissection results when the run's measures exist).
+    name : one of the run's models (``"normal"``, ``"adv"``, ...).
     units : channel indices of the metric layer.
     top_k : images per row (top real, top adversarial by ``a_n``).
     highlight : ``"activation"`` (the unit's map upsampled; fast) or
         ``"discrepancy"`` (occlusion maps, Zhou et al. 2015; slow). The panel names
         the one used.
     thumb : tile size in pixels of the JPEG montage.
+    fit : ``"pad"`` or ``"crop"``: how a non-square image becomes a square tile
+        (never stretched; :func:`consis_lib.explorer_static.square_tile`).
+    adversarial : the bottom row: ``"fgsm"`` (the unit's top FGSM images) or
+        ``"targeted"`` (its top successful Eq. 4 examples, targets the WordNet-farthest
+        class, :meth:`consis_lib.context.ArchContext.targeted`; the paper's Fig. 3/4).
     """
     import torch
 
+    from consis_lib.ambiguity import top_activating
     from consis_lib.attacks import fgsm
     from consis_lib.consistency import label_distributions
+    from consis_lib.explorer_static import square_tile, unit_maps
     from consis_lib.viz import jpeg_bytes, montage
 
     if highlight not in HIGHLIGHTS:
         raise ConsisError(f"unknown highlight {highlight!r}; use one of {', '.join(HIGHLIGHTS)}")
-    acts = ctx.activations(name, keep_maps=highlight == "activation")
+    if adversarial not in ("fgsm", "targeted"):
+        raise ConsisError(f"unknown adversarial row {adversarial!r}; use 'fgsm' or 'targeted'")
+    acts = ctx.activations(name)
     consis, consis_adv = ctx.unit_consistency(name)
     metric = ctx.profile.metric
     C = len(ctx.class_names())
@@ -290,8 +267,8 @@ def build_views(
     Pa = label_distributions(acts.adv_acts, acts.labels, C, metric.top_fraction, metric.min_top)
     concepts: dict[int, tuple[str, str, float]] = {}
     try:
-        dis = ctx.result("dissection")
-        for u, concept, category, iou in dis[name]["real"]["units"]:
+        dis = ctx.dissection_summary()
+        for u, concept, category, iou in dis.get(name, {}).get("real", {}).get("units", []):
             if iou is not None and concept is not None and float(iou) > float(dis["iou_threshold"]):
                 concepts[int(u)] = (str(concept), str(category), float(iou))
     except ConsisError:
@@ -301,20 +278,25 @@ def build_views(
     views = []
     for u in units:
         real_idx = torch.argsort(acts.acts[:, u], descending=True, stable=True)[:top_k].tolist()
-        adv_idx = torch.argsort(acts.adv_acts[:, u], descending=True, stable=True)[:top_k].tolist()
         xr = images[real_idx]
-        xa_src = images[adv_idx]
-        ya = labels[adv_idx]
-        xa = fgsm(model, xa_src.to(ctx.device), ya.to(ctx.device), ctx.profile.attack.eps).cpu()
+        if adversarial == "targeted":
+            examples, targeted_acts = ctx.targeted(name)
+            top = top_activating(targeted_acts.acts[:, u], top_k, among=examples.success)
+            xa, ya = examples.images(top), examples.labels[top]
+        else:
+            adv_idx = torch.argsort(acts.adv_acts[:, u], descending=True, stable=True)[:top_k].tolist()
+            ya = labels[adv_idx]
+            xa = fgsm(model, images[adv_idx].to(ctx.device), ya.to(ctx.device), ctx.profile.attack.eps).cpu()
         if highlight == "activation":
-            hr = [acts.maps[i, u] for i in real_idx]
-            ha = [acts.adv_maps[i, u] for i in adv_idx]
+            hr = list(unit_maps(model, ctx.layer, xr, labels[real_idx], ctx.device)[:, u])
+            ha = list(unit_maps(model, ctx.layer, xa, ya, ctx.device)[:, u])
         else:
             from consis_lib.discrepancy import discrepancy_maps
 
             hr = list(discrepancy_maps(model, ctx.layer, xr, [u], ctx.profile.discrepancy)[:, 0])
             ha = list(discrepancy_maps(model, ctx.layer, xa, [u], ctx.profile.discrepancy)[:, 0])
-        image = montage([list(xr), list(xa)], [hr, ha], thumb=thumb)
+        rows = [[_as_image(square_tile(x, h, thumb, fit)) for x, h in zip(xs, hs)] for xs, hs in ((xr, hr), (xa, ha))]
+        image = montage(rows, thumb=thumb)
         c, ca = consis[u], consis_adv[u]
         concept = concepts.get(int(u))
         views.append(
@@ -329,19 +311,44 @@ def build_views(
     return views
 
 
-def explorer_views(ctx: Any, n_units: int = 32, top_k: int = 4, highlight: str = "activation") -> dict[str, list[UnitView]]:
-    """The ~``n_units`` most interesting units of each model (see :func:`interesting_units`)."""
+def _as_image(tile: np.ndarray) -> Any:
+    """uint8 [S, S, 3] -> float tensor [3, S, S] in [0, 1] (what :func:`consis_lib.viz.montage` takes)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(tile)).permute(2, 0, 1).float() / 255.0
+
+
+def _models(models: Sequence[str] | None) -> tuple[str, ...]:
+    from consis_lib.results import MODELS
+
+    return tuple(models) if models is not None else tuple(MODELS)
+
+
+def explorer_views(
+    ctx: Any,
+    n_units: int = 32,
+    top_k: int = 4,
+    highlight: str = "activation",
+    models: Sequence[str] | None = None,
+    adversarial: str = "fgsm",
+) -> dict[str, list[UnitView]]:
+    """The ~``n_units`` most interesting units of each model (see :func:`interesting_units`).
+
+    ``models`` defaults to every model of the run (:data:`consis_lib.results.MODELS`);
+    ``adversarial`` chooses the bottom row (:func:`build_views`).
+    """
     out = {}
-    for name in ("normal", "adv"):
+    for name in _models(models):
         c, ca = ctx.unit_consistency(name)
-        out[name] = build_views(ctx, name, interesting_units(c, ca, n_units), top_k=top_k, highlight=highlight)
+        units = interesting_units(c, ca, n_units)
+        out[name] = build_views(ctx, name, units, top_k=top_k, highlight=highlight, adversarial=adversarial)
     return out
 
 
-def live_from_context(ctx: Any, top_k: int = 4, highlight: str = "activation"):
-    """:func:`live_explorer` over every unit of both models of an arch context."""
+def live_from_context(ctx: Any, top_k: int = 4, highlight: str = "activation", models: Sequence[str] | None = None) -> Any:
+    """:func:`live_explorer` over every unit of every model of an arch context (needs a kernel)."""
     tables = {}
-    for name in ("normal", "adv"):
+    for name in _models(models):
         c, ca = ctx.unit_consistency(name)
         t = pd.DataFrame({"unit": range(len(c)), "consis": c, "consis_adv": ca})
         t["gap"] = t["consis"] - t["consis_adv"]

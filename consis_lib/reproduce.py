@@ -20,6 +20,7 @@ scorecard live in :mod:`consis_lib.results` and :mod:`consis_lib.scorecard`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from consis_lib.atomic import atomic_write_text
 from consis_lib.config import Profile, config_hash, get_profile
 from consis_lib.context import RunPaths
 from consis_lib.errors import ConsisError
@@ -58,7 +60,21 @@ def execute_notebook(template: Path, out: Path, parameters: Mapping[str, Any], c
     except Exception as exc:  # papermill wraps the cell's exception; keep going
         line = str(exc).strip().splitlines()
         return f"{template.name} ({parameters.get('arch', 'summary')}): {line[-1] if line else type(exc).__name__}"
+    hide_injected_parameters(out)
     return None
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected parameters cell ``remove-cell``: a page shows its
+    parameters once, in the folded "How this page was made" block."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, path)
 
 
 def prepare_data(profile: Profile, paths: RunPaths) -> tuple[Path, Path]:
@@ -69,32 +85,104 @@ def prepare_data(profile: Profile, paths: RunPaths) -> tuple[Path, Path]:
     return prepare_dataset(profile.data, paths.data_cache), prepare_probe(profile.data, paths.data_cache)
 
 
-def train_models(profile: Profile, arch: str, data_root: Path, paths: RunPaths, device: str | None = None) -> dict[str, Path]:
-    """Train the normal and the adv model of ``arch`` (adv fine-tunes the normal one).
+def model_plan(profile: Profile, arch: str, seed: int) -> list[tuple[str, Profile, bool]]:
+    """The models of one (arch, seed): ``(name, profile to train it with, adv)`` in training order.
+
+    ``normal`` (cross-entropy); ``at``: the Eq. 6 schedule with beta = 0, the control
+    (same code path, :func:`consis_lib.train.eq6_backward`); ``adv``: Eq. 6; then the
+    study variants when ``arch`` is the profile's ``study.study_arch`` and ``seed`` its first seed.
+    """
+    base = dataclasses.replace(profile, train=dataclasses.replace(profile.train, seed=seed))
+    plan = [("normal", base, False), ("at", with_train(base, beta=0.0), True), ("adv", base, True)]
+    if arch == profile.study.study_arch and seed == profile.study.seeds[0]:
+        for v in profile.study.variants:
+            variant = with_train(
+                base, beta=base.train.beta * v.beta_factor,
+                normalize_features=v.normalize_features, stop_gradient_clean=v.stop_gradient_clean,
+                finetune_from_normal=v.finetune_from_normal,
+            )
+            plan.append((v.name, variant, True))
+    return plan
+
+
+def with_train(profile: Profile, **changes: Any) -> Profile:
+    """``profile`` with some :class:`~consis_lib.config.TrainConfig` fields replaced."""
+    return dataclasses.replace(profile, train=dataclasses.replace(profile.train, **changes))
+
+
+def train_models(
+    profile: Profile, arch: str, seed: int, data_root: Path, paths: RunPaths, device: str | None = None
+) -> dict[str, Path]:
+    """Train every model of :func:`model_plan` (adversarial ones fine-tune the normal one).
 
     A checkpoint is reused only when its stored config hash equals this run's
     (``fit(resume=True)`` checks it); any other checkpoint is retrained from the start.
 
     Returns
     -------
-    {"normal": DIR/normal/model.pt, "adv": DIR/adv/model.pt}
+    model name -> its ``model.pt``.
     """
-    from consis_lib.train import fit
+    from consis_lib.outputs import claim_output_dir, output_lock, write_marker, writer_id
+    from consis_lib.train import CHECKPOINT, fit
+    from consis_lib.train import LOG as TRAIN_LOG
 
     ckpts: dict[str, Path] = {}
-    for name, adv in (("normal", False), ("adv", True)):
-        out = paths.checkpoint_dir(arch, name)
-        init = ckpts.get("normal") if adv and profile.train.finetune_from_normal else None
+    files = (CHECKPOINT, TRAIN_LOG)
+    for name, prof, adv in model_plan(profile, arch, seed):
+        out = paths.checkpoint_dir(arch, name, seed)
+        init = ckpts["normal"] if adv and prof.train.finetune_from_normal else None
         kw = dict(arch=arch, adv=adv, data_root=data_root, init=init, device=device, progress=False)
-        try:
-            res = fit(profile, out, resume=(out / "model.pt").is_file(), **kw)
-        except ConsisError as exc:
-            if "another configuration" not in str(exc):
-                raise
-            LOG.info("%s: config changed, retraining from scratch", out)
-            res = fit(profile, out, resume=False, **kw)
+        claim_output_dir(out, "train", writer_id(__name__), expected=files)
+        with output_lock(out, "consis reproduce"):
+            try:
+                res = fit(prof, out, resume=(out / CHECKPOINT).is_file(), **kw)
+            except ConsisError as exc:
+                if "another configuration" not in str(exc):
+                    raise
+                LOG.info("%s: config changed, retraining from scratch", out)
+                res = fit(prof, out, resume=False, **kw)
+            write_marker(out, "train", writer_id(__name__), expected=files)
         ckpts[name] = Path(res.checkpoint)
     return ckpts
+
+
+def measure_and_save(profile: Profile, arch: str, seed: int, root: Path) -> Path:
+    """Compute and save ``measures.json`` of one (arch, seed) (:mod:`consis_lib.measures`)."""
+    from consis_lib.context import ArchContext
+    from consis_lib.measures import measure_seed, save_measures
+
+    ctx = ArchContext(profile, arch, root / "runs", seed=seed)
+    study = profile.study
+    variants = tuple(v.name for v in study.variants) if (arch, seed) == (study.study_arch, study.seeds[0]) else ()
+    return save_measures(ctx, measure_seed(ctx, variants))
+
+
+def write_results_fragment(profile: Profile, archs: Sequence[str], root: Path, seconds: float) -> None:
+    """Save the run's results as ``runs/<profile>/results.md``; for a complete
+    ``default`` run also put them into the README between its markers."""
+    from consis_lib.readme import results_fragment, update_readme
+    from consis_lib.results import load_results
+    from consis_lib.scorecard import ScorecardConfig, scorecard, verdicts
+
+    results = load_results(root / "runs" / profile.name, profile, archs)
+    card = scorecard(results, ScorecardConfig(n_boot=profile.metric.bootstrap))
+    fragment = results_fragment(profile, results, verdicts(card), seconds)
+    atomic_write_text(root / "runs" / profile.name / "results.md", fragment + "\n")
+    if profile.name == "default" and set(archs) == set(profile.archs) and (root / "README.md").is_file():
+        update_readme(root / "README.md", fragment)
+
+
+def clear_earlier_outputs(paths: RunPaths) -> None:
+    """Remove what an earlier run published: executed notebooks, the built book and
+    every ``measures.json`` of this profile (checkpoints stay: they are reused only
+    when their config hash matches). All of these are written by this project."""
+    from consis_lib.measures import MEASURES
+
+    for folder in (paths.executed, paths.root / "book" / "_build"):
+        if folder.exists():
+            shutil.rmtree(folder)
+    for f in paths.runs.glob(f"*/seed*/{MEASURES}"):
+        f.unlink()
 
 
 def build_book(root: Path) -> str | None:
@@ -127,7 +215,6 @@ def reproduce(
     root: str | Path = ".",
     archs: Sequence[str] | None = None,
     build: bool = True,
-    seed: int = 0,
 ) -> int:
     """Run the whole pipeline for a profile; returns the process exit code (0 = success).
 
@@ -137,11 +224,14 @@ def reproduce(
     root : repository root (holds ``notebooks/``, ``book/``; ``runs/`` is written here).
     archs : subset of the profile's architectures (default: all of them).
     build : also build the book.
-    seed : passed to every notebook's ``parameters`` cell.
+
+    The per-arch pages show the first seed of ``profile.study.seeds`` (every arch
+    runs it); the summary and its scorecard read every seed's ``measures.json``.
     """
     from tqdm.auto import tqdm
 
     profile = get_profile(profile_name)
+    seed = profile.study.seeds[0]
     root = Path(root).resolve()
     paths = RunPaths(root, profile.name)
     archs = tuple(archs or profile.archs)
@@ -151,18 +241,18 @@ def reproduce(
     templates = per_arch_templates(paths.notebooks)
     summary = paths.notebooks / "summary.ipynb"
     data_nb = paths.notebooks / "data.ipynb"
-    if not templates or not summary.is_file() or not data_nb.is_file():
+    comparison = paths.notebooks / "comparison.ipynb"
+    if not templates or not all(p.is_file() for p in (summary, data_nb, comparison)):
         raise ConsisError(f"notebook templates missing in {paths.notebooks}; restore notebooks/*.ipynb from the repository")
     failures: list[str] = []
     t0 = time.time()
-    steps = 2 + 2 * len(archs) + len(archs) * len(templates) + 1 + int(build)
+    steps = 2 + sum(2 * len(profile.study.seeds_of(a)) for a in archs) + len(archs) * len(templates) + 2 + int(build)
     bar = tqdm(total=steps, desc=f"consis reproduce {profile.name}", unit="step")
     try:
         bar.set_postfix_str("data")
         data_root, _probe_root = prepare_data(profile, paths)
         bar.update(1)
-        if paths.executed.exists():
-            shutil.rmtree(paths.executed)  # never publish notebooks of an earlier run
+        clear_earlier_outputs(paths)
         save_json({"profile": profile.name, "archs": list(archs), "config_hash": config_hash(profile)}, paths.runs / "run.json")
         bar.set_postfix_str("data page")
         common = dict(arch="all", profile=profile.name, seed=seed, runs_root="runs")  # relative to root (the kernels run there): no machine paths in the book
@@ -172,15 +262,19 @@ def reproduce(
             failures.append(err)
         bar.update(1)
         for arch in archs:
-            bar.set_postfix_str(f"train {arch}")
+            seeds = profile.study.seeds_of(arch)
             try:
-                train_models(profile, arch, data_root, paths)
+                for s in seeds:
+                    bar.set_postfix_str(f"train {arch} seed {s}")
+                    train_models(profile, arch, s, data_root, paths)
+                    bar.set_postfix_str(f"measure {arch} seed {s}")
+                    measure_and_save(profile, arch, s, root)
+                    bar.update(2)
             except Exception as exc:  # keep going: the other archs still run
-                LOG.error("training %s failed: %s", arch, exc)
-                failures.append(f"train {arch}: {exc}")
-                bar.update(2 + len(templates))
+                LOG.error("training or measuring %s failed: %s", arch, exc)
+                failures.append(f"train/measure {arch}: {exc}")
+                bar.update(2 * len(seeds) + len(templates))
                 continue
-            bar.update(2)
             for tpl in templates:
                 bar.set_postfix_str(f"{arch} {tpl.stem}")
                 params = dict(arch=arch, profile=profile.name, seed=seed, runs_root="runs")  # relative to root (the kernels run there): no machine paths in the book
@@ -190,13 +284,18 @@ def reproduce(
                     LOG.error("%s", err)
                     failures.append(err)
                 bar.update(1)
-        bar.set_postfix_str("summary")
-        err = execute_notebook(summary, paths.executed / "summary.ipynb", dict(common, archs=list(archs)), root)
-        if err:
-            LOG.error("%s", err)
-            failures.append(err)
-        bar.update(1)
-        if build:
+        for page in (summary, comparison):  # pages over every architecture
+            bar.set_postfix_str(page.stem)
+            err = execute_notebook(page, paths.executed / page.name, dict(common, archs=list(archs)), root)
+            if err:
+                LOG.error("%s", err)
+                failures.append(err)
+            bar.update(1)
+        if not failures:
+            write_results_fragment(profile, archs, root, time.time() - t0)
+        if build and failures:
+            LOG.error("the book is not built because a step failed (an earlier book was removed)")
+        elif build:
             bar.set_postfix_str("book")
             err = build_book(root)
             if err:
@@ -217,15 +316,14 @@ def reproduce(
 
 def _cli(args: argparse.Namespace) -> int:
     logging.getLogger("papermill").setLevel(logging.WARNING)  # one progress bar, not a line per cell
-    return reproduce(args.profile, root=args.root, archs=args.arch or None, build=not args.no_book, seed=args.seed)
+    return reproduce(args.profile, root=args.root, archs=args.arch or None, build=not args.no_book)
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
-    """Register ``consis reproduce --profile P [--arch A ...] [--no-book] [--seed S]``."""
+    """Register ``consis reproduce --profile P [--arch A ...] [--no-book]``."""
     p = sub.add_parser("reproduce", help="data -> train -> notebooks -> book, for one profile")
     p.add_argument("--profile", default="default", choices=("smoke", "default", "full", "paper"))
     p.add_argument("--arch", action="append", help="only this architecture (repeatable)")
     p.add_argument("--root", default=".", help="repository root (default: current folder)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-book", action="store_true", help="stop after the notebooks")
     p.set_defaults(func=_cli)

@@ -28,7 +28,9 @@ from consis_lib.errors import ConsisError
 
 ARCH_NAMES = (("alexnet", "AlexNet"), ("vgg16", "VGG-16"), ("resnet18", "ResNet-18"))
 CATEGORIES = ("color", "texture", "material", "scene", "part", "object")
-MODELS = ("normal", "adv")
+# normal; AT = the Eq. 6 fine-tuning schedule with beta = 0 (the control); Eq. 6
+MODELS = ("normal", "at", "adv")
+MODEL_LABELS = {"normal": "normal", "at": "AT (beta = 0)", "adv": "Eq. 6"}
 
 # Published values (paper Tables 1 and 2), as immutable tuples.
 _PAPER_T1 = (
@@ -87,14 +89,6 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"cannot serialise {type(o).__name__}")
 
 
-def load_json(path: str | Path) -> Any:
-    """Read a results JSON file, with a one-line error naming what produces it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConsisError(f"{path} is missing; run `consis reproduce --profile <profile>` (or its notebook) to produce it")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 # ----------------------------------------------------------------------------- statistics
 
 
@@ -141,58 +135,132 @@ def bootstrap_ci(
 
 
 @dataclass(frozen=True)
-class ArchResults:
-    """Per-arch results as saved by the notebooks (any part may be missing: None)."""
+class SeedResults:
+    """The measures of one (architecture, seed), as saved by :mod:`consis_lib.measures`."""
 
     arch: str
-    consistency: Mapping[str, Any] | None
-    dissection: Mapping[str, Any] | None
-    performance: Mapping[str, Any] | None
+    seed: int
+    measures: Mapping[str, Any]
+
+    def model(self, name: str) -> Mapping[str, Any] | None:
+        """One model's measures (``normal``, ``at``, ``adv`` or a variant), or None."""
+        return self.measures.get("models", {}).get(name)
 
 
-def load_results(runs_dir: str | Path, archs: Sequence[str]) -> list[ArchResults]:
-    """Read ``consistency.json``, ``dissection.json`` and ``performance.json`` per arch.
+def read_measures(path: Path, expected: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Read one ``measures.json`` and check it belongs to this run.
+
+    ``expected`` holds the identity fields it must carry (profile, arch, seed,
+    config hash, checkpoint hashes). A missing, unreadable, empty or mismatching
+    file raises :class:`ConsisError` with one line naming the file.
+    """
+    rerun = f"rerun `consis reproduce --profile {expected.get('profile', '<profile>')}`"
+    if not path.is_file():
+        raise ConsisError(f"{path} is missing: {rerun}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConsisError(f"{path} is not readable JSON ({exc.__class__.__name__}): {rerun}") from exc
+    if not isinstance(data, dict) or not data.get("models") or "identity" not in data:
+        raise ConsisError(f"{path} holds no measures: {rerun}")
+    identity = data["identity"]
+    for key, want in expected.items():
+        if identity.get(key) != want:
+            raise ConsisError(f"{path} is stale: its {key} ({identity.get(key)!r:.60}) does not match this run's: {rerun}")
+    return data
+
+
+def load_results(runs_dir: str | Path, profile: Any, archs: Sequence[str] | None = None) -> list[SeedResults]:
+    """Read every (arch, seed) ``measures.json`` of a run and check its identity.
 
     Parameters
     ----------
     runs_dir : ``runs/<profile>`` folder.
-    archs : architectures to read, e.g. ``("alexnet", "vgg16", "resnet18")``.
+    profile : the run's :class:`~consis_lib.config.Profile` (its config hash and
+        seeds); every file must carry its hash and the SHA-256 of the checkpoints
+        now on disk, so nothing stale is ever published.
+    archs : architectures to read (default: the profile's).
     """
+    from consis_lib.config import config_hash
+    from consis_lib.measures import MEASURES, file_sha256
+
     out = []
-    for arch in archs:
-        d = Path(runs_dir) / arch
-        parts = {}
-        for name in ("consistency", "dissection", "performance"):
-            f = d / f"{name}.json"
-            parts[name] = json.loads(f.read_text()) if f.is_file() else None
-        out.append(ArchResults(arch=arch, **parts))
-    if not any(r.consistency or r.dissection or r.performance for r in out):
-        raise ConsisError(f"no results under {runs_dir}; run `consis reproduce --profile <profile>` first")
+    for arch in archs or profile.archs:
+        for seed in profile.study.seeds_of(arch):
+            d = Path(runs_dir) / arch / f"seed{seed}"
+            expected: dict[str, Any] = dict(profile=profile.name, arch=arch, seed=seed, config_hash=config_hash(profile))
+            data = read_measures(d / MEASURES, expected)
+            names = data["identity"].get("checkpoints", {})
+            ckpts = {m: file_sha256(d / m / "model.pt") if (d / m / "model.pt").is_file() else None for m in names}
+            read_measures(d / MEASURES, dict(expected, checkpoints=ckpts))
+            out.append(SeedResults(arch=arch, seed=seed, measures=data))
     return out
 
 
-def table1(results: Sequence[ArchResults]) -> pd.DataFrame:
-    """Table 1: mean consis(n) and consis_adv(n) per arch and model, with the paper's values."""
+def first_seeds(results: Sequence[SeedResults]) -> list[SeedResults]:
+    """One entry per architecture: its first seed (what the per-arch pages show)."""
+    seen: dict[str, SeedResults] = {}
+    for r in results:
+        seen.setdefault(r.arch, r)
+    return list(seen.values())
+
+
+def _layer_mean(values: Sequence[float | None]) -> float:
+    """Mean over the defined units (NaN when none is defined)."""
+    v = _values(values)
+    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+
+def imagenet_baseline(metric: Any, images_per_class: int = 50) -> float:
+    """The permutation baseline of the plug-in Eq. 3 on the paper's setting: ILSVRC-2012
+    validation (1000 classes, ``images_per_class`` each), the top ``metric.top_fraction``
+    of the images activating a unit, A of Eq. 2 at ``metric.sigma`` over the WordNet
+    distances of the 1000 classes. Dividing the paper's Table 1 by it gives its lift,
+    comparable with this run's (about 12 s: 1000 x 1000 WordNet distances)."""
+    import torch
+
+    from consis_lib.classmap import imagenet1k_wnids
+    from consis_lib.consistency import num_top
+    from consis_lib.consistency_stats import baseline_plugin
+    from consis_lib.wordnet import correlation_matrix, distance_matrix
+
+    wnids = list(imagenet1k_wnids())
+    A = torch.as_tensor(correlation_matrix(distance_matrix(wnids), metric.sigma), dtype=torch.float64)
+    counts = torch.full((len(wnids),), float(images_per_class), dtype=torch.float64)
+    m = num_top(len(wnids) * images_per_class, metric.top_fraction, metric.min_top)
+    return float(baseline_plugin(counts, torch.tensor([float(m)]), A)[0])
+
+
+def table1(results: Sequence[SeedResults], paper_baseline: float | None = None) -> pd.DataFrame:
+    """Table 1 (first seed of each arch): mean consis and consis_adv per model, their
+    lift over the permutation baseline (the common scale), the attack-success
+    controls, and the paper's values (models ``normal`` and ``adv``), with the paper's
+    lift when ``paper_baseline`` (:func:`imagenet_baseline`) is given."""
     paper = paper_table1()
     rows = []
-    for r in results:
-        if not r.consistency:
-            continue
+    for r in first_seeds(results):
         for m in MODELS:
-            if m not in r.consistency:
+            d = r.model(m)
+            if d is None:
                 continue
-            c = _values(r.consistency[m]["consis"])
-            ca = _values(r.consistency[m]["consis_adv"] or [])
             key = (arch_label(r.arch), m)
             p = paper.loc[key] if key in paper.index else None
             rows.append(
                 dict(
-                    arch=key[0], model=m, units=int(np.isfinite(c).sum()), consis=float(np.nanmean(c)), consis_adv=float(np.nanmean(ca)) if ca.size else np.nan,
+                    arch=key[0], model=MODEL_LABELS[m], units=int(np.isfinite(_values(d["consis"])).sum()),
+                    consis=_layer_mean(d["consis"]), consis_adv=_layer_mean(d["consis_adv"]),
+                    lift=_layer_mean(d.get("lift", [])), lift_adv=_layer_mean(d.get("lift_adv", [])),
+                    attack_success=d["attack_success"],
+                    consis_adv_success=_layer_mean(d["consis_adv_success"]),
+                    consis_adv_shared=_layer_mean(d["consis_adv_shared"]),
                     paper_consis=None if p is None else p["consis"],
                     paper_consis_adv=None if p is None else p["consis_adv"],
                 )
             )
-    return pd.DataFrame(rows).set_index(["arch", "model"]) if rows else pd.DataFrame()
+            if paper_baseline:
+                rows[-1]["paper_lift"] = None if p is None else p["consis"] / paper_baseline
+                rows[-1]["paper_lift_adv"] = None if p is None else p["consis_adv"] / paper_baseline
+    return pd.DataFrame(rows)
 
 
 def _values(v: Sequence[float | None]) -> np.ndarray:
@@ -224,43 +292,42 @@ def category_ratios(part: Mapping[str, Any], threshold: float) -> dict[str, floa
     return {c: 100.0 * float(((t["category"] == c) & ok).sum()) / n for c in CATEGORIES}
 
 
-def table2(results: Sequence[ArchResults]) -> pd.DataFrame:
-    """Table 2: % aligned units per category, real and adversarial images, per arch and model."""
+def table2(results: Sequence[SeedResults]) -> pd.DataFrame:
+    """Table 2 (first seed of each arch): % aligned units per category, real and
+    adversarial (least-likely-class) probe images, per arch and model."""
     rows = []
-    for r in results:
-        if not r.dissection:
-            continue
-        thr = float(r.dissection.get("iou_threshold", 0.04))
+    for r in first_seeds(results):
+        thr = float(r.measures.get("iou_threshold", 0.04))
         for m in MODELS:
+            d = r.model(m)
+            if d is None or "dissection" not in d:
+                continue
             for images in ("real", "adversarial"):
-                part = r.dissection.get(m, {}).get(images)
-                if part is None:
-                    continue
-                rows.append(dict(arch=arch_label(r.arch), model=m, images=images, **category_ratios(part, thr)))
+                rows.append(
+                    dict(arch=arch_label(r.arch), model=m, images=images, **category_ratios(d["dissection"][images], thr))
+                )
     return pd.DataFrame(rows).set_index(["arch", "model", "images"]) if rows else pd.DataFrame()
 
 
-def table3(results: Sequence[ArchResults]) -> pd.DataFrame:
-    """Table 3: clean and FGSM accuracy per arch and model (the paper prints no values in its text)."""
+def table3(results: Sequence[SeedResults]) -> pd.DataFrame:
+    """Table 3 (first seed of each arch): clean and FGSM accuracy per model."""
     rows = []
-    for r in results:
-        if not r.performance:
-            continue
+    for r in first_seeds(results):
         for m in MODELS:
-            p = r.performance.get(m)
-            if p is None:
+            d = r.model(m)
+            if d is None:
                 continue
             rows.append(
                 dict(
-                    arch=arch_label(r.arch), model=m, images=len(p["clean_correct"]),
-                    clean_acc=float(np.mean(p["clean_correct"])), fgsm_acc=float(np.mean(p["fgsm_correct"])),
-                    eps=p.get("eps"),
+                    arch=arch_label(r.arch), model=MODEL_LABELS[m], images=len(d["clean_correct"]),
+                    clean_acc=float(np.mean(d["clean_correct"])), fgsm_acc=float(np.mean(d["fgsm_correct"])),
+                    eps=r.measures.get("eps"),
                 )
             )
-    return pd.DataFrame(rows).set_index(["arch", "model"]) if rows else pd.DataFrame()
+    return pd.DataFrame(rows)
 
 
-def table2_beside_paper(results: Sequence[ArchResults]) -> pd.DataFrame:
+def table2_beside_paper(results: Sequence[SeedResults]) -> pd.DataFrame:
     """Table 2 with the paper's published row under each measured row (column ``source``)."""
     ours = table2(results)
     if ours.empty:
@@ -268,21 +335,87 @@ def table2_beside_paper(results: Sequence[ArchResults]) -> pd.DataFrame:
     paper = paper_table2()
     rows = []
     for key, row in ours.iterrows():
-        rows.append(dict(zip(("arch", "model", "images"), key), source="this run", **row.to_dict()))
+        arch, m, images = key
+        rows.append(dict(arch=arch, model=MODEL_LABELS[m], images=images, source="this run", **row.to_dict()))
         if key in paper.index:
-            rows.append(dict(zip(("arch", "model", "images"), key), source="paper", **paper.loc[key].to_dict()))
-    return pd.DataFrame(rows).set_index(["arch", "model", "images", "source"])
+            rows.append(dict(arch=arch, model=MODEL_LABELS[m], images=images, source="paper", **paper.loc[key].to_dict()))
+    return pd.DataFrame(rows)
 
 
-def fig5_data(results: Sequence[ArchResults]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Fig. 5 inputs: model label (``ResNet-18``, ``ResNet-18-Adv``) -> (consis, consis_adv)."""
-    out = {}
-    for r in results:
+def fig5_data(results: Sequence[SeedResults]) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Fig. 5 inputs (first seed of each arch): arch label -> model -> (consis, consis_adv)."""
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for r in first_seeds(results):
         for m in MODELS:
-            if r.consistency and m in r.consistency:
-                name = arch_label(r.arch) + ("-Adv" if m == "adv" else "")
-                out[name] = (_values(r.consistency[m]["consis"]), _values(r.consistency[m]["consis_adv"] or []))
+            d = r.model(m)
+            if d is not None:
+                out.setdefault(arch_label(r.arch), {})[m] = (_values(d["consis"]), _values(d["consis_adv"]))
     return out
+
+
+def form_of(normalize: bool, stop_gradient: bool, finetune: bool) -> str:
+    """A short description of an Eq. 6 form (the collapse guards it uses)."""
+    guards = [g for g, on in (("normalised features", normalize), ("stop-gradient clean side", stop_gradient)) if on]
+    base = ", ".join(guards) if guards else "raw MSE, gradient through both sides"
+    return base + ("" if finetune else ", from scratch")
+
+
+def study_frame(results: Sequence[SeedResults], variants: Sequence[Any], train: Any) -> pd.DataFrame:
+    """The study arch's Eq. 6 models (AT, Eq. 6, variants), one row per (model, seed).
+
+    ``train`` is the profile's :class:`~consis_lib.config.TrainConfig` (the default
+    form and beta). Columns: model, seed, beta, form, consis, consis_adv,
+    consis_adv_success, clean_acc, fgsm_acc, share_consistent, feature_mean.
+    """
+    default = form_of(train.normalize_features, train.stop_gradient_clean, train.finetune_from_normal)
+    forms = {"at": (0.0, default), "adv": (train.beta, default)}
+    forms.update(
+        {v.name: (train.beta * v.beta_factor, form_of(v.normalize_features, v.stop_gradient_clean, v.finetune_from_normal)) for v in variants}
+    )
+    rows = []
+    for r in results:
+        for name, (beta, form) in forms.items():
+            d = r.model(name)
+            if d is None:
+                continue
+            t = d.get("train", {})
+            rows.append(
+                dict(
+                    model=name, seed=r.seed, beta=beta, form=form,
+                    consis=_layer_mean(d["consis"]), consis_adv=_layer_mean(d["consis_adv"]),
+                    consis_adv_success=_layer_mean(d["consis_adv_success"]),
+                    clean_acc=float(np.mean(d["clean_correct"])), fgsm_acc=float(np.mean(d["fgsm_correct"])),
+                    share_consistent=t.get("share_consistent", float("nan")), feature_mean=t.get("feature_mean", float("nan")),
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+def sweep_points(study: pd.DataFrame, profile: Any) -> pd.DataFrame:
+    """The beta sweep: the rows of :func:`study_frame` in the profile's default form."""
+    t = profile.train
+    return study[study["form"] == form_of(t.normalize_features, t.stop_gradient_clean, t.finetune_from_normal)]
+
+
+def ablation_table(study: pd.DataFrame, profile: Any) -> pd.DataFrame:
+    """The collapse-guard ablation at the default beta: one row per form, means over seeds."""
+    rows = study[np.isclose(study["beta"], profile.train.beta)]
+    cols = ["consis", "consis_adv", "consis_adv_success", "clean_acc", "fgsm_acc", "share_consistent", "feature_mean"]
+    out = rows.groupby("form", sort=False)[cols].mean().reset_index()
+    out.insert(1, "seeds", rows.groupby("form", sort=False)["seed"].nunique().to_numpy())
+    return out
+
+
+def mean_share(log: Sequence[Mapping[str, Any]]) -> float:
+    """The consistent term's share of the Eq. 6 loss averaged over a run's epochs."""
+    shares = [e["share_consistent"] for e in log if "share_consistent" in e]
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def verdict_sentence(verdicts: pd.DataFrame, claim: str) -> str:
+    """``"holds for ResNet-18; holds for 2 of 3 seeds for AlexNet"`` from :func:`consis_lib.scorecard.verdicts`."""
+    sub = verdicts[verdicts["claim"] == claim]
+    return "; ".join(f"{v} for {a}" for a, v in zip(sub["arch"], sub["verdict"])) or "was not measured"
 
 
 def sweep_table(reports: Mapping[str, Any], vary: str) -> pd.DataFrame:

@@ -16,28 +16,29 @@ A second forward/backward on ``x*`` adds the adversarial and consistent terms. S
 step costs two forward and two backward passes, about twice a clean step
 (``benchmarks/adv_step.py`` measures the ratio).
 
-Guarding against collapse
--------------------------
-With raw features and a large beta, the consistent term has a trivial minimiser:
-drive ``phi`` to zero (seen in a prototype for AlexNet/VGG). We combine three
-guards, each a :class:`~consis_lib.config.TrainConfig` field:
+Strength and collapse guards
+----------------------------
+The default is the paper's raw form: ``d`` = MSE of the raw features with the
+gradient through both sides, fine-tuned from the normal model, beta = 4 (see
+:class:`~consis_lib.config.TrainConfig` for the share of the loss it targets). Each
+epoch's log holds the mean terms (``ce_clean``, ``ce_adv``, ``consistent``), the
+weighted consistent term ``beta_d`` and each term's share of the loss
+(:func:`loss_shares`), and the mean metric-layer activation on the validation set
+(``feature_mean``), so a collapse of the features towards zero (the trivial
+minimiser of a raw ``d``) shows in the log. Three guards are options, each a
+``TrainConfig`` field, and the book's ablation shows what each changes:
 
 * ``normalize_features=True``: ``d`` compares per-image L2-normalised feature
   vectors, ``mean_b ||u_b - v_b||^2`` with ``u = phi(x)/||phi(x)||``, which is
   scale-free, so shrinking the features no longer lowers it;
 * ``stop_gradient_clean=True``: the clean features are a fixed target (the
   consistent term pulls ``phi(x*)`` towards ``phi(x)``, never both towards 0);
-* ``finetune_from_normal=True``: the adversarial model is the normal model
-  fine-tuned for ``adv_epochs`` with ``adv_lr`` (as the paper does at ImageNet scale),
-  with a small ``beta`` (0.01 by default).
+* ``finetune_from_normal=True`` (default): the adversarial model is the normal
+  model fine-tuned for ``adv_epochs`` with ``adv_lr``, as the paper does at
+  ImageNet scale; ``False`` trains Eq. 6 from scratch for ``epochs``.
 
-The log records the mean metric-layer activation on the validation set
-(``feature_mean``) every epoch, so a collapse would show as a drop towards zero.
-Measured (default data, small AlexNet, one fine-tuning epoch on 2,400 images from
-the normal model, 800 val images): guarded (normalised, stop-gradient, beta 0.01):
-clean 73.0%, FGSM 16.1%, feature mean 0.47; raw MSE on both sides with beta 1:
-71.6% / 16.1% / 0.48; beta 10: 57.3% / 15.4% / 0.53. Fine-tuning alone kept the
-features from collapsing here; a large raw beta costs clean accuracy instead.
+Beta = 0 gives the AT control (adversarial training alone) through the same
+:func:`eq6_backward`.
 
 Runs
 ----
@@ -87,7 +88,6 @@ On a shared or busy CPU, ``OMP_NUM_THREADS=1`` is often several times faster.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -468,7 +468,7 @@ def _read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, A
     if path.is_dir():
         path = path / CHECKPOINT
     if not path.is_file():
-        raise ConsisError(f"no checkpoint at {path}: train one with `consis train ... --out DIR`")
+        raise ConsisError(f"no checkpoint at {path}: train one with `consis train ... --out NEW_DIR`")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
@@ -566,6 +566,28 @@ def _distributed(device: torch.device | None) -> Iterator[tuple[int, int, torch.
 def _barrier(world: int) -> None:
     if world > 1:
         dist.barrier()
+
+
+def loss_shares(entry: dict[str, Any], alpha: float, beta: float) -> dict[str, float]:
+    """Each term's share of the Eq. 6 loss from an epoch's mean terms.
+
+    ``alpha*ce_clean``, ``(1-alpha)*ce_adv`` and ``beta*d`` (logged as ``beta_d``)
+    divided by their sum, the logged ``loss``; the three shares add up to 1.
+
+    Example
+    -------
+    >>> loss_shares({"ce_clean": 1.0, "ce_adv": 2.0, "consistent": 0.5}, 0.5, 1.0)["share_consistent"]
+    0.25
+    """
+    terms = {
+        "share_ce_clean": alpha * entry["ce_clean"],
+        "share_ce_adv": (1.0 - alpha) * entry["ce_adv"],
+        "share_consistent": beta * entry["consistent"],
+    }
+    total = sum(terms.values())
+    out = {"beta": beta, "beta_d": beta * entry["consistent"]}
+    out.update({k: (v / total if total > 0 else math.nan) for k, v in terms.items()})
+    return out
 
 
 def _lr_at(step: int, total: int, base: float) -> float:
@@ -807,6 +829,8 @@ def fit(
                 bar.set_postfix(loss=f"{loss:.3f}")
             entry: dict[str, Any] = {"epoch": epoch + 1, "adv": adv, "lr": base_lr}
             entry.update({k: v / seen for k, v in sums.items()})
+            if adv:
+                entry.update(loss_shares(entry, tcfg.alpha, tcfg.beta))
             entry["train_acc"] = correct / seen
             if rank == 0:
                 entry.update(validate())
@@ -831,70 +855,3 @@ def fit(
         net.eval()
         return FitResult(model=net, checkpoint=ckpt_path, history=history)
 
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    prof = get_profile(args.profile)
-    tr: dict[str, Any] = {}
-    for name in ("alpha", "beta", "epochs", "adv_epochs", "lr", "adv_lr", "batch_size", "seed", "num_workers"):
-        value = getattr(args, name)
-        if value is not None:
-            tr[name] = value
-    if args.from_scratch:
-        tr["finetune_from_normal"] = False
-    at = {"eps": args.eps} if args.eps is not None else {}
-    prof = dataclasses.replace(
-        prof, train=dataclasses.replace(prof.train, **tr), attack=dataclasses.replace(prof.attack, **at)
-    )
-    if args.no_pretrained:
-        prof = dataclasses.replace(prof, model=dataclasses.replace(prof.model, pretrained=False))
-    res = fit(
-        prof,
-        args.out,
-        arch=args.arch,
-        adv=args.adv,
-        data_root=args.data,
-        init=args.init,
-        resume=args.resume,
-        device=args.device,
-    )
-    if res.history:
-        last = res.history[-1]
-        logging.getLogger("consis").info(
-            "%s: val acc %.3f, FGSM acc %.3f -> %s",
-            args.arch, last.get("val_acc", math.nan), last.get("val_fgsm_acc", math.nan), res.checkpoint,
-        )
-    return 0
-
-
-def add_cli(sub: Any) -> None:
-    """Register ``consis train`` on the ``consis`` sub-parsers."""
-    p = sub.add_parser(
-        "train",
-        help="train a normal or adversarial (Eq. 6) model",
-        description="Train AlexNet/VGG-16/ResNet-18 normally or with Eq. 6 (--adv). "
-        "Works under torchrun (DDP).",
-    )
-    p.add_argument("--arch", required=True, choices=ARCHS)
-    p.add_argument("--profile", default="default", choices=("smoke", "default", "full", "paper"))
-    p.add_argument("--adv", action="store_true", help="Eq. 6 adversarial training with the consistent loss")
-    p.add_argument("--data", default=None, help="ImageNet-layout folder (train/<wnid>, val/<wnid>)")
-    p.add_argument("--out", required=True, help="output folder (model.pt, log.jsonl)")
-    p.add_argument("--init", default=None, help="checkpoint to start from (the normal model for --adv)")
-    p.add_argument("--resume", action="store_true", help="continue OUT/model.pt")
-    p.add_argument("--from-scratch", action="store_true", help="--adv without fine-tuning from a normal model")
-    p.add_argument("--no-pretrained", action="store_true", help="paper scale: random initial weights")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available)")
-    p.add_argument("--alpha", type=float, default=None)
-    p.add_argument("--beta", type=float, default=None)
-    p.add_argument("--eps", type=float, default=None, help="FGSM eps in [0,1] pixel units")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--adv-epochs", dest="adv_epochs", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--adv-lr", dest="adv_lr", type=float, default=None)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    p.add_argument("--num-workers", dest="num_workers", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.set_defaults(func=_cmd_train)

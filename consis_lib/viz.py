@@ -22,9 +22,48 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from PIL import Image
 
 from consis_lib.errors import ConsisError
+from consis_lib.results import MODEL_LABELS
+
+PAGE_WIDTH = 8.0
+"""Width in inches of a figure that spans the book's text column (about 800 px)."""
+
+MODEL_COLORS: Mapping[str, str] = {"normal": "#0173B2", "at": "#DE8F05", "adv": "#029E73"}
+"""One colour per model kind across the book (seaborn's colour-blind palette):
+``normal``, ``at`` (AT, beta = 0) and ``adv`` (Eq. 6); labels in ``results.MODEL_LABELS``."""
+
+IMAGE_COLORS: Mapping[str, str] = {"real": "#4D4D4D", "adversarial": "#D55E00"}
+"""Real images and their adversarial counterparts, wherever both are drawn."""
+
+
+def model_kind(name: str) -> str | None:
+    """The model kind (``normal``/``at``/``adv``) a run name or label denotes, if any.
+
+    Accepts the kinds, their labels (``"Eq. 6"``, ``"AT (beta = 0)"``) and Fig. 5
+    names (``"ResNet-18-Adv"``). Example: ``model_kind("VGG-16-Adv") == "adv"``.
+    """
+    name = str(name)
+    if name in MODEL_COLORS:
+        return name
+    by_label = {v: k for k, v in MODEL_LABELS.items()}
+    if name in by_label:
+        return by_label[name]
+    low = name.lower()
+    return "adv" if low.endswith("-adv") else ("at" if low.endswith("-at") else None)
+
+
+def model_color(name: str) -> str | None:
+    """The book's colour of a model (see :func:`model_kind`); None for other names."""
+    kind = model_kind(name)
+    return MODEL_COLORS[kind] if kind else None
+
+
+def model_label(name: str) -> str:
+    """The book's label of a model kind (``"adv"`` -> ``"Eq. 6"``); other names unchanged."""
+    return MODEL_LABELS.get(str(name), str(name))
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (4, 3), **kw: object) -> tuple[Figure, object]:
@@ -32,6 +71,17 @@ def _subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (4,
     or shown twice in notebooks; Jupyter renders the returned Figure)."""
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(nrows, ncols, **kw)
+
+
+def _panels(n: int, ncols: int = 2, height: float = 2.8, **kw: object) -> tuple[Figure, list]:
+    """``n`` panels in rows of ``ncols`` at page width (unused grid cells removed)."""
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(PAGE_WIDTH, height * nrows), layout="constrained")
+    axes = list(fig.subplots(nrows, ncols, squeeze=False, **kw).ravel())
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    return fig, axes[:n]
 
 
 def learning_curves(logs: Mapping[str, Sequence[Mapping[str, float]]], keys: Sequence[str] = ("loss", "train_acc", "val_acc")) -> Figure:
@@ -56,17 +106,16 @@ def learning_curves(logs: Mapping[str, Sequence[Mapping[str, float]]], keys: Seq
     present = [k for k in keys if any(k in r for rows in logs.values() for r in rows)]
     if not present:
         raise ConsisError(f"training logs hold none of {list(keys)}; check the run's log.jsonl")
-    fig, axes = _subplots(1, len(present), figsize=(4 * len(present), 3), squeeze=False)
-    for ax, key in zip(axes[0], present):
+    fig, axes = _panels(len(present))
+    for ax, key in zip(axes, present):
         for name, rows in logs.items():
             pts = [(r.get("epoch", r.get("step", i)), r[key]) for i, r in enumerate(rows) if key in r]
             if pts:
                 xs, ys = zip(*pts)
-                ax.plot(xs, ys, marker="o", label=name)
+                ax.plot(xs, ys, marker="o", label=model_label(name), color=model_color(name))
         ax.set_xlabel("epoch")
         ax.set_title(key)
-        ax.legend()
-    fig.tight_layout()
+        ax.legend(fontsize=8)
     return fig
 
 
@@ -94,7 +143,7 @@ def consis_histograms(
     for j, (name, (c, ca)) in enumerate(runs.items()):
         for i, (vals, lab) in enumerate(((c, "consis(n)"), (ca, "consis_adv(n)"))):
             ax = axes[i][j]
-            ax.hist(vals, bins=edges, color="C0" if i == 0 else "C3")
+            ax.hist(vals, bins=edges, color=IMAGE_COLORS["real" if i == 0 else "adversarial"])
             if vals.size:
                 ax.axvline(float(np.mean(vals)), color="k", ls="--", lw=1)
             ax.set_title(f"{name}: {lab}", fontsize=9)
@@ -118,17 +167,16 @@ def sensitivity(table: pd.DataFrame, x: str, ys: Sequence[str] = ("consis", "con
     missing = [c for c in (x, hue, *ys) if c not in table.columns]
     if missing:
         raise ConsisError(f"sensitivity table lacks columns {missing}; pass the sweep DataFrame")
-    fig, axes = _subplots(1, len(ys), figsize=(4 * len(ys), 3), squeeze=False)
-    for ax, y in zip(axes[0], ys):
+    fig, axes = _panels(len(ys))
+    for ax, y in zip(axes, ys):
         for name, grp in table.groupby(hue, sort=False):
             grp = grp.sort_values(x)
-            ax.plot(grp[x], grp[y], marker="o", label=str(name))
+            ax.plot(grp[x], grp[y], marker="o", label=model_label(name), color=model_color(name))
         ax.set_xlabel(x)
         ax.set_title(f"mean {y}")
         if x == "sigma":
             ax.set_xscale("log", base=2)
-        ax.legend()
-    fig.tight_layout()
+        ax.legend(fontsize=8)
     return fig
 
 
@@ -142,7 +190,7 @@ def accuracy_vs_eps(curves: Mapping[str, Mapping[float, float]]) -> Figure:
     fig, ax = _subplots(figsize=(4.5, 3))
     for name, curve in curves.items():
         pts = sorted((float(e), float(a)) for e, a in curve.items())
-        ax.plot([e * 255 for e, _ in pts], [a for _, a in pts], marker="o", label=name)
+        ax.plot([e * 255 for e, _ in pts], [a for _, a in pts], marker="o", label=model_label(name), color=model_color(name))
     ax.set_xlabel("eps (x 1/255)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
@@ -164,11 +212,15 @@ def ratio_bars(table: pd.DataFrame) -> Figure:
     keys = [c for c in ("arch", "model", "images") if c in df.columns]
     if not cats or df.empty:
         raise ConsisError("the Table 2 frame holds no category columns; run the 04_dissection notebook first")
-    fig, ax = _subplots(figsize=(7, 3))
+    fig, ax = _subplots(figsize=(PAGE_WIDTH, 3.2))
     width = 0.8 / max(len(df), 1)
     for i, (_, row) in enumerate(df.iterrows()):
-        label = " ".join(str(row[k]) for k in keys)
-        ax.bar(np.arange(len(cats)) + i * width, [float(row[c]) for c in cats], width, label=label)
+        label = " ".join(model_label(row[k]) if k == "model" else str(row[k]) for k in keys)
+        adv_images = str(row.get("images", "")) == "adversarial"
+        ax.bar(
+            np.arange(len(cats)) + i * width, [float(row[c]) for c in cats], width, label=label,
+            color=model_color(row.get("model", "")), hatch="//" if adv_images else None, edgecolor="white" if adv_images else None,
+        )
     ax.set_xticks(np.arange(len(cats)) + 0.4 - width / 2, cats)
     ax.set_ylabel("% aligned units")
     ax.legend(fontsize=7)
@@ -211,19 +263,53 @@ def overlay(image: torch.Tensor, heat: torch.Tensor | None, strength: float = 0.
     return np.clip(base * w, 0, 255).astype(np.uint8)
 
 
+def square_thumb(image: np.ndarray | Image.Image, size: int, fit: str = "pad") -> Image.Image:
+    """A ``size`` x ``size`` thumbnail that keeps the image's aspect ratio.
+
+    Parameters
+    ----------
+    image : uint8 array [H, W, 3] or a PIL image.
+    size : side of the thumbnail in pixels.
+    fit : ``"pad"`` scales the longer side to ``size`` and centres the image on
+        white; ``"crop"`` keeps the centred square of side min(H, W). Never stretches.
+
+    Example
+    -------
+    >>> square_thumb(np.zeros((8, 16, 3), np.uint8), 16).size
+    (16, 16)
+    """
+    im = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
+    im = im.convert("RGB")
+    w, h = im.size
+    if fit == "crop":
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        return im.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+    if fit != "pad":
+        raise ConsisError(f"fit must be 'pad' or 'crop', not {fit!r}")
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = Image.new("RGB", (size, size), (255, 255, 255))
+    canvas.paste(im.resize((nw, nh), Image.BILINEAR), ((size - nw) // 2, (size - nh) // 2))
+    return canvas
+
+
 def montage(
     rows: Sequence[Sequence[torch.Tensor]],
     heats: Sequence[Sequence[torch.Tensor | None]] | None = None,
     thumb: int = 64,
     pad: int = 2,
+    fit: str = "pad",
 ) -> Image.Image:
-    """Tile images into a grid (one row per sequence), optionally highlighted.
+    """Tile images into a grid of square tiles (one row per sequence), optionally highlighted.
 
     Parameters
     ----------
     rows : e.g. ``[top_real, top_adversarial]``, each a sequence of [3, H, W] images in [0,1].
     heats : matching maps (or None) passed to :func:`overlay`.
     thumb : side of each tile in pixels.
+    fit : how a non-square image becomes a square tile (:func:`square_thumb`):
+        ``"pad"`` (default) or ``"crop"``; images are never stretched.
 
     Returns
     -------
@@ -242,7 +328,7 @@ def montage(
     for i, row in enumerate(rows):
         for j, img in enumerate(row):
             heat = heats[i][j] if heats is not None else None
-            tile = Image.fromarray(overlay(img, heat)).resize((thumb, thumb), Image.BILINEAR)
+            tile = square_thumb(overlay(img, heat), thumb, fit)
             canvas.paste(tile, (pad + j * (thumb + pad), pad + i * (thumb + pad)))
     return canvas
 
@@ -260,9 +346,9 @@ def label_distribution(names: Sequence[str], probs: Sequence[float], probs_adv: 
     order = np.argsort(-p)[:top]
     fig, ax = _subplots(figsize=(4, 2.4))
     x = np.arange(len(order))
-    ax.bar(x - 0.2, p[order], 0.4, label="real")
+    ax.bar(x - 0.2, p[order], 0.4, label="real", color=IMAGE_COLORS["real"])
     if probs_adv is not None:
-        ax.bar(x + 0.2, np.asarray(probs_adv, float)[order], 0.4, label="adversarial")
+        ax.bar(x + 0.2, np.asarray(probs_adv, float)[order], 0.4, label="adversarial", color=IMAGE_COLORS["adversarial"])
     ax.set_xticks(x, [names[i] for i in order], rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("consis(n, c)")
     ax.legend(fontsize=7)
@@ -282,7 +368,8 @@ def views_figure(views: Mapping[str, Sequence[object]]) -> Figure:
     n = max((len(v) for v in views.values()), default=0)
     if n == 0:
         raise ConsisError("no unit views to draw; build them with explorer.build_views")
-    fig, axes = _subplots(n, len(names), figsize=(4.2 * len(names), 2.4 * n), squeeze=False)
+    width = min(4.2 * len(names), PAGE_WIDTH * 1.1)
+    fig, axes = _subplots(n, len(names), figsize=(width, width / len(names) * 0.6 * n + 0.4), squeeze=False)
     for j, name in enumerate(names):
         for i in range(n):
             ax = axes[i][j]
@@ -291,7 +378,7 @@ def views_figure(views: Mapping[str, Sequence[object]]) -> Figure:
                 continue
             v = views[name][i]
             ax.imshow(Image.open(io.BytesIO(v.montage_jpeg)))
-            ax.set_title(f"{name} unit {v.unit}: consis {v.consis:.3f} / adv {v.consis_adv:.3f}", fontsize=8)
+            ax.set_title(f"{model_label(name)}, unit {v.unit}\nconsis {v.consis:.3f}, consis_adv {v.consis_adv:.3f}", fontsize=8, color=model_color(name) or "k")
     fig.suptitle("top: real images with the highest activation; bottom: adversarial (FGSM) images", fontsize=9)
     fig.tight_layout()
     return fig
@@ -368,3 +455,146 @@ def probe_examples(probe: object, n: int = 4, categories: Sequence[str] = ("obje
             ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def _long_consis(data: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]]) -> pd.DataFrame:
+    """Fig. 5 inputs as a long frame: arch, model, images, value (finite values only)."""
+    rows = []
+    for arch, models in data.items():
+        for model, pair in models.items():
+            if len(pair) != 2:
+                raise ConsisError(f"{arch}/{model}: pass (consis, consis_adv) per model, got {len(pair)} arrays")
+            for images, vals in zip(("real", "adversarial"), pair):
+                rows += [(arch, model, images, float(v)) for v in _finite(vals)]
+    return pd.DataFrame(rows, columns=["arch", "model", "images", "value"])
+
+
+def consis_facets(
+    data: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
+    by: str = "images",
+    bins: int = 20,
+) -> Figure:
+    """Fig. 5 as a faceted figure: one row per architecture, shared axes.
+
+    Parameters
+    ----------
+    data : arch label -> {model kind (``normal``, ``at``, ``adv``) -> (consis [K],
+        consis_adv [K])}; 2 or 3 models per architecture (None/NaN units are dropped).
+    by : ``"images"``: two columns, real images (consis(n), Eq. 3) and adversarial
+        images (consis_adv(n)), one colour per model (:data:`MODEL_COLORS`);
+        ``"model"``: one column per model, real vs adversarial in :data:`IMAGE_COLORS`
+        (the paper's Fig. 5 layout, where the shift to the left shows).
+    bins : histogram bins (edges shared by every panel).
+
+    Returns
+    -------
+    Figure of len(data) x (2 or number of models) axes, page width, one legend;
+    each panel shows the % of units per bin and a dashed line at each mean.
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> fig = consis_facets({"ResNet-18": {"normal": (rng.random(32), rng.random(32) / 2),
+    ...                                    "adv": (rng.random(32), rng.random(32))}})
+    >>> len(fig.axes)
+    2
+    """
+    import seaborn as sns
+
+    if by not in ("images", "model"):
+        raise ConsisError(f"by must be 'images' or 'model', not {by!r}")
+    df = _long_consis(data)
+    if df.empty:
+        raise ConsisError("no consistency values to plot; run the 03_consistency notebook first")
+    models = list(dict.fromkeys(df["model"]))
+    cols, hue = (["real", "adversarial"], "model") if by == "images" else (models, "images")
+    col_key = "images" if by == "images" else "model"
+    palette = {m: model_color(m) or f"C{i}" for i, m in enumerate(models)} if hue == "model" else dict(IMAGE_COLORS)
+    hi = float(df["value"].max())
+    edges = np.linspace(0.0, hi if hi > 0 else 1.0, bins + 1)
+    archs = list(data)
+    fig = Figure(figsize=(PAGE_WIDTH, 2.2 * len(archs) + 0.8), layout="constrained")
+    axes = fig.subplots(len(archs), len(cols), sharex=True, sharey=True, squeeze=False)
+    for i, arch in enumerate(archs):
+        for j, col in enumerate(cols):
+            ax, sub = axes[i][j], df[(df["arch"] == arch) & (df[col_key] == col)]
+            if not sub.empty:
+                sns.histplot(data=sub, x="value", hue=hue, hue_order=list(palette), palette=palette, bins=edges, stat="percent",
+                             common_norm=False, element="step", alpha=0.25, legend=False, ax=ax)
+            for name, grp in sub.groupby(hue, sort=False):
+                ax.axvline(float(grp["value"].mean()), color=palette[name], ls="--", lw=1.2)
+            ax.set_title(_facet_title(by, col, arch, i == 0), fontsize=9)
+            ax.set_ylabel(f"{arch}\n% of units" if j == 0 else "")
+            ax.set_xlabel("consistency level (Eq. 3)" if i == len(archs) - 1 else "")
+    handles = [Patch(facecolor=c, alpha=0.6, label=model_label(k) if hue == "model" else f"{k} images") for k, c in palette.items()]
+    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False, fontsize=9)
+    return fig
+
+
+def _facet_title(by: str, col: str, arch: str, top: bool) -> str:
+    if by == "images":
+        return ("real images: consis(n)" if col == "real" else "adversarial images: consis_adv(n)") if top else ""
+    return f"{arch}, {model_label(col)}"
+
+
+_SWEEP_PANELS = (
+    ("consis_adv", "mean consis_adv(n)"),
+    ("consis", "mean consis(n)"),
+    ("clean_acc", "clean accuracy"),
+    ("fgsm_acc", "FGSM accuracy"),
+)
+
+
+def beta_sweep(table: pd.DataFrame, default_beta: float | None = None) -> Figure:
+    """consis_adv, consis, clean and FGSM accuracy against the weight beta of Eq. 6.
+
+    Parameters
+    ----------
+    table : one row per trained model, columns ``beta``, ``seed``, ``consis``,
+        ``consis_adv`` (layer means) and ``clean_acc``, ``fgsm_acc`` (fractions).
+    default_beta : the profile's beta; its points take the Eq. 6 colour, beta = 0
+        (the AT control) the AT colour, other betas grey.
+
+    Returns
+    -------
+    Figure with four panels (2 x 2, shared beta axis, betas evenly spaced): every
+    seed as a point, the mean over seeds as a line.
+
+    Example
+    -------
+    >>> t = pd.DataFrame({"beta": [0, 0.01], "seed": [0, 0], "consis": [0.5, 0.5], "consis_adv": [0.3, 0.4],
+    ...                   "clean_acc": [0.8, 0.8], "fgsm_acc": [0.3, 0.35]})
+    >>> len(beta_sweep(t, default_beta=0.01).axes)
+    4
+    """
+    import seaborn as sns
+    from matplotlib.ticker import PercentFormatter
+
+    missing = [c for c in ("beta", "seed", *(c for c, _ in _SWEEP_PANELS)) if c not in table.columns]
+    if missing:
+        raise ConsisError(f"the beta sweep table lacks columns {missing}; pass one row per model with beta, seed and the four measures")
+    if table.empty:
+        raise ConsisError("the beta sweep table has no rows; train the sweep's models first")
+    df = table.assign(beta_label=[f"{float(b):g}" for b in table["beta"]])
+    order = [f"{b:g}" for b in sorted({float(b) for b in table["beta"]})]
+    palette = {lab: _beta_color(float(lab), default_beta) for lab in order}
+    fig, axes = _panels(len(_SWEEP_PANELS), height=2.6, sharex=True)
+    for ax, (col, title) in zip(axes, _SWEEP_PANELS):
+        sns.stripplot(data=df, x="beta_label", y=col, order=order, hue="beta_label", hue_order=order, palette=palette,
+                      jitter=0.08, size=5, legend=False, ax=ax)
+        sns.pointplot(data=df, x="beta_label", y=col, order=order, estimator="mean", errorbar=None, color="0.2",
+                      markers="_", linestyles="-", ax=ax)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("beta (Eq. 6)")
+        ax.set_ylabel("")
+        if col.endswith("_acc"):
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    return fig
+
+
+def _beta_color(beta: float, default_beta: float | None) -> str:
+    if beta == 0:
+        return MODEL_COLORS["at"]
+    if default_beta is not None and np.isclose(beta, default_beta):
+        return MODEL_COLORS["adv"]
+    return "0.55"

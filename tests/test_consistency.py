@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from consis_lib.activations import Activations
 from consis_lib.config import MetricConfig
 from consis_lib.consistency import (
+    DEFAULT_MIN_ACTIVATING,
     ConsistencyReport,
     _rank,
     _weighted_distributions,
@@ -20,6 +22,13 @@ from consis_lib.consistency import (
     consistency_report,
     label_distributions,
     num_top,
+)
+from consis_lib.consistency_stats import (
+    baseline_plugin,
+    baseline_unbiased,
+    chance_corrected,
+    label_counts,
+    unbiased_consistency,
 )
 from consis_lib.errors import ConsisError
 from consis_lib.wordnet import correlation_matrix
@@ -185,15 +194,19 @@ def test_bootstrap_weights_equal_explicit_resample():
     labels = torch.from_numpy(rng.integers(0, C, N))
     counts = torch.from_numpy(rng.multinomial(N, np.ones(N) / N))
     m = num_top(N, 0.1, 5)
-    Pw = _weighted_distributions(_rank(acts, labels, 0.0), counts[None], [m], C)[m][0]
+    Pw, nw = _weighted_distributions(_rank(acts, labels, 0.0), counts[None], [m], C)[m]
+    Pw = Pw[0]
     idx = torch.repeat_interleave(torch.arange(N), counts)
     Pr = label_distributions(acts[idx], labels[idx], C, 0.1, 5)
     assert torch.allclose(Pw.double(), Pr, atol=1e-6, equal_nan=True)
     # several top sizes in one call give the same answers as separate calls
     both = _weighted_distributions(_rank(acts, labels, 0.0), counts[None], [m, 3 * m], C)
-    assert torch.equal(both[m][0], Pw)
+    assert torch.equal(both[m][0][0], Pw)
     P3 = label_distributions(acts[idx], labels[idx], C, 0.3, 5)
-    assert torch.allclose(both[3 * m][0].double(), P3, atol=1e-6, equal_nan=True)
+    assert torch.allclose(both[3 * m][0][0].double(), P3, atol=1e-6, equal_nan=True)
+    # the set sizes count copies: min(m, copies of the images above the floor)
+    valid = (acts > 0).double().t() @ counts.double()
+    assert torch.equal(nw[0].double(), valid.clamp(max=m))
 
 
 # ---------------------------------------------------------------- degenerate input
@@ -270,7 +283,8 @@ def test_report_values_match_primitives_and_round_trip(tmp_path):
     path = rep.save(tmp_path / "r" / "consis.json")
     back = ConsistencyReport.load(path)
     assert back.consis == rep.consis and back.mean == rep.mean and back.sweep == rep.sweep
-    assert list(back.units_frame().columns) == ["unit", "consis", "consis_adv"]
+    assert list(back.units_frame().columns)[:3] == ["unit", "consis", "consis_adv"]
+    assert back.units_frame().equals(rep.units_frame())
 
 
 def test_report_bootstrap_is_seeded_and_identical_sides_give_zero_diff():
@@ -287,3 +301,254 @@ def test_report_rejects_mismatched_distances():
     res = _toy_activations()
     with pytest.raises(ConsisError, match="distances"):
         consistency_report(res, np.zeros((4, 4)), MetricConfig(min_top=5, bootstrap=0), num_classes=5)
+
+
+# ---------------------------------------------------------------- the common scale: estimators
+
+
+def pair_mean(labels: list[int], A: np.ndarray) -> float:
+    """The U-statistic by its definition: mean of A over ordered pairs i != j."""
+    n = len(labels)
+    return sum(A[labels[i], labels[j]] for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+
+
+def plug_in(labels: list[int], A: np.ndarray) -> float:
+    p = np.bincount(labels, minlength=A.shape[0]) / len(labels)
+    return float(p @ A @ p)
+
+
+def _dist_of(label_sets: list[list[int]], C: int) -> tuple[torch.Tensor, torch.Tensor]:
+    P = torch.tensor(np.array([np.bincount(ls, minlength=C) / len(ls) for ls in label_sets]), dtype=torch.float64)
+    return P, torch.tensor([float(len(ls)) for ls in label_sets], dtype=torch.float64)
+
+
+def test_unbiased_hand_computed():
+    # labels {0, 0, 1}; a = A[0, 1] = exp(-2^2 / 8) = 0.6065307
+    A = correlation_matrix(np.array([[0, 2], [2, 0]]), 2.0)
+    P, n = _dist_of([[0, 0, 1], [1, 1], [0, 1]], 2)
+    # ordered pairs: (0,0) twice -> 1, (0,1)/(1,0) four times -> a: (2 + 4a) / 6 = 0.7376871
+    # one-class pair: 1; the pair {0, 1}: a (the plug-in gives (1 + a) / 2 = 0.8032653)
+    np.testing.assert_allclose(unbiased_consistency(P, n, A).numpy(), [0.7376871, 1.0, 0.6065307], atol=1e-7)
+    np.testing.assert_allclose(consistency(P, A).numpy(), [0.8251248, 1.0, 0.8032653], atol=1e-7)
+    one = unbiased_consistency(*_dist_of([[1]], 2), A)
+    assert math.isnan(float(one[0]))  # a single image has no pair
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=2, max_size=9), st.integers(0, 10_000))
+def test_unbiased_equals_pair_loop(labels, seed):
+    A = random_A(4, np.random.default_rng(seed), sigma=1.5)
+    P, n = _dist_of([labels], 4)
+    assert float(unbiased_consistency(P, n, A)[0]) == pytest.approx(pair_mean(labels, A), abs=1e-12)
+    assert float(consistency(P, A)[0]) == pytest.approx(plug_in(labels, A), abs=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3), st.integers(2, 4), st.integers(0, 10_000), st.booleans())
+def test_unbiased_in_expectation_and_plugin_bias(C, n, seed, identity):
+    """Exact expectation over every label sequence of n i.i.d. draws from p."""
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(C))
+    A = np.eye(C) if identity else random_A(C, rng, sigma=float(rng.uniform(0.5, 4)))
+    seqs = [list(s) for s in itertools.product(range(C), repeat=n)]
+    prob = np.array([np.prod(p[s]) for s in seqs])
+    P, nn = _dist_of(seqs, C)
+    e_u = float(prob @ unbiased_consistency(P, nn, A).numpy())
+    e_plug = float(prob @ consistency(P, A).numpy())
+    pap = float(p @ A @ p)
+    assert e_u == pytest.approx(pap, abs=1e-12)
+    assert e_plug == pytest.approx(pap + (float(p @ np.diag(A)) - pap) / n, abs=1e-12)
+    if identity:  # E[plug-in] = sum p^2 + (1 - sum p^2) / n
+        assert e_plug == pytest.approx((p**2).sum() + (1 - (p**2).sum()) / n, abs=1e-12)
+
+
+# ---------------------------------------------------------------- the common scale: permutation baseline
+
+
+def test_permutation_baseline_hand_computed():
+    # pool {0, 0, 0, 1}, A = I. Pairs of the 4 images: 3 of the 6 share label 0 -> b_u = 1/2.
+    # Size-2 sets: {0,0} (3 of 6) has plug-in 1, {0,1} (3 of 6) has 1/2 -> b(2) = 3/4.
+    counts = label_counts(torch.tensor([0, 0, 0, 1]), 2)
+    assert torch.equal(counts, torch.tensor([3.0, 1.0], dtype=torch.float64))
+    assert float(baseline_unbiased(counts, torch.eye(2))) == pytest.approx(0.5)
+    got = baseline_plugin(counts, torch.tensor([1.0, 2.0, 4.0]), torch.eye(2))
+    np.testing.assert_allclose(got.numpy(), [1.0, 0.75, 10 / 16])  # n = N: the pool's own p^T A p
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=2, max_size=8), st.data(), st.integers(0, 10_000))
+def test_baseline_equals_exhaustive_shuffle(pool, data, seed):
+    """Closed forms against every size-n subset of the pool (a shuffle's activating set)."""
+    n = data.draw(st.integers(1, len(pool)))
+    A = random_A(4, np.random.default_rng(seed), sigma=2.0)
+    subsets = [[pool[i] for i in idx] for idx in itertools.combinations(range(len(pool)), n)]
+    counts = label_counts(torch.tensor(pool), 4)
+    b = float(baseline_plugin(counts, torch.tensor([float(n)]), A)[0])
+    assert b == pytest.approx(np.mean([plug_in(s, A) for s in subsets]), abs=1e-12)
+    if n >= 2:
+        assert float(baseline_unbiased(counts, A)) == pytest.approx(np.mean([pair_mean(s, A) for s in subsets]), abs=1e-12)
+
+
+def test_baseline_matches_monte_carlo_shuffle_of_report():
+    """The report's per-unit baselines against shuffled labels (same rankings, same m)."""
+    rng = np.random.default_rng(11)
+    N, K, C = 150, 6, 5
+    acts = rng.random((N, K)).astype(np.float32)
+    acts[:, 4][acts[:, 4] < 0.95] = 0.0  # a few images above the floor: n < m
+    labels = rng.choice(C, size=N, p=[0.4, 0.3, 0.15, 0.1, 0.05])
+    d = np.triu(rng.integers(1, 6, (C, C)), 1)
+    d = d + d.T
+    cfg = MetricConfig(top_fraction=0.1, min_top=10, sigmas=(2.0,), top_fractions=(0.1,), bootstrap=0)
+    res = Activations(acts=torch.from_numpy(acts), labels=torch.from_numpy(labels), preds=torch.from_numpy(labels))
+    real = consistency_report(res, d, cfg, min_activating=2).stats["real"]
+    A = correlation_matrix(d, 2.0)
+    ranked = _rank(torch.from_numpy(acts), torch.from_numpy(labels), 0.0)
+    n = np.minimum(15, ranked.num_valid.numpy())
+    assert real.n_activating == n.tolist() and 2 <= n[4] < 15
+    shuffles = np.stack([rng.permutation(labels) for _ in range(4000)])  # [S, N]
+    for k in range(K):
+        top = shuffles[:, ranked.order[k, : n[k]].numpy()]  # labels of the activating set after a shuffle
+        pairs = A[top[:, :, None], top[:, None, :]]  # [S, n, n]: A[y_i, y_j]
+        plug = pairs.mean((1, 2))  # (1/n^2) sum_{i,j}
+        u = (pairs.sum((1, 2)) - np.trace(pairs, axis1=1, axis2=2)) / (n[k] * (n[k] - 1))
+        for vals, col in ((plug, "baseline"), (u, "baseline_u")):
+            se = vals.std() / math.sqrt(len(vals))
+            assert abs(vals.mean() - real.units[col][k]) < 4 * se, (k, col)
+
+
+# ---------------------------------------------------------------- the common scale in the report
+
+
+def test_two_image_unit_is_undefined_not_one():
+    g = torch.Generator().manual_seed(0)
+    N, C = 100, 4
+    labels = torch.randint(0, C, (N,), generator=g)
+    acts = torch.rand(N, 3, generator=g) + 0.1
+    acts[:, 0] = 0.0
+    acts[:2, 0] = torch.tensor([2.0, 1.0])  # only two images activate unit 0
+    labels[:2] = 3
+    res = Activations(acts=acts, labels=labels, preds=labels)
+    d = np.full((C, C), 4) - 4 * np.eye(C, dtype=int)
+    cfg = MetricConfig(top_fraction=0.1, min_top=10, sigmas=(2.0,), top_fractions=(0.1,), bootstrap=10)
+    rep = consistency_report(res, d, cfg)
+    assert DEFAULT_MIN_ACTIVATING == 5 and rep.min_activating == 5
+    assert math.isnan(rep.consis[0]) and rep.undefined_units == [0]
+    assert rep.stats["real"].n_activating == [2, 10, 10]
+    assert all(math.isnan(rep.stats["real"].units[c][0]) for c in ("consis_u", "baseline", "lift", "lift_u"))
+    assert rep.mean.units == 2 and rep.stats["real"].means["lift"].units == 2
+    loose = consistency_report(res, d, cfg, min_activating=2)
+    assert loose.consis[0] == 1.0 and loose.stats["real"].units["consis_u"][0] == 1.0
+    for bad in (1, 11):
+        with pytest.raises(ConsisError, match="min_activating"):
+            consistency_report(res, d, cfg, min_activating=bad)
+
+
+def test_uniform_labels_score_chance_and_lift_one():
+    """The issue's example: labels unrelated to the units, 24 balanced classes, m = 24."""
+    g = torch.Generator().manual_seed(1)
+    N, K, C = 2400, 40, 24
+    labels = torch.arange(N) % C
+    res = Activations(acts=torch.rand(N, K, generator=g), labels=labels, preds=labels)
+    d = np.full((C, C), 50) - 50 * np.eye(C, dtype=int)  # A = I up to exp(-50^2/8)
+    cfg = MetricConfig(sigmas=(2.0,), top_fractions=(0.01,), bootstrap=200)
+    real = consistency_report(res, d, cfg).stats["real"]
+    b_u = (C * 100**2 - N) / (N * (N - 1))  # 0.0412672
+    assert real.units["baseline_u"][0] == pytest.approx(b_u)
+    assert real.units["baseline"][0] == pytest.approx(23 / 24 * b_u + 1 / 24)  # 0.0812, not 1/24
+    assert real.means["consis"].mean == pytest.approx(0.0812, abs=0.008)
+    for lift in ("lift", "lift_u"):
+        ci = real.means[lift]
+        assert ci.low < 1.0 < ci.high and ci.mean == pytest.approx(1.0, abs=0.15)
+
+
+def test_report_common_scale_matches_primitives():
+    res = _toy_activations(seed=2)
+    d = np.array([[0, 2, 2, 4, 4], [2, 0, 2, 4, 4], [2, 2, 0, 4, 4], [4, 4, 4, 0, 2], [4, 4, 4, 2, 0]])
+    cfg = MetricConfig(top_fraction=0.05, min_top=5, sigmas=(2.0,), top_fractions=(0.05,), bootstrap=60)
+    rep = consistency_report(res, d, cfg, seed=3)
+    A = torch.as_tensor(correlation_matrix(d, 2.0))
+    for side, acts in (("real", res.acts), ("adv", res.adv_acts)):
+        st_ = rep.stats[side]
+        P = label_distributions(acts, res.labels, 5, 0.05, 5)
+        n = torch.full((10,), 15.0, dtype=torch.float64)  # every image is above the floor
+        want = chance_corrected(P, n, label_counts(res.labels, 5), A)
+        for col, vals in want.items():
+            np.testing.assert_allclose(st_.units[col], vals.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(st_.units["lift"], np.divide(st_.units["consis"], st_.units["baseline"]))
+        for ci in st_.means.values():
+            assert ci.low <= ci.mean <= ci.high
+    assert rep.stats["real"].means["consis"] == rep.mean  # the same replicates
+    assert rep.stats["adv"].means["consis"] == rep.mean_adv
+    assert rep.consis == rep.stats["real"].units["consis"]
+    # planted class units: every pair agrees (consis_u = 1), so the lift is 1 / chance level
+    real = rep.stats["real"]
+    np.testing.assert_allclose(real.units["consis_u"][:5], 1.0)
+    np.testing.assert_allclose(real.units["lift_u"][:5], 1.0 / np.array(real.units["baseline_u"][:5]))
+    assert min(real.units["lift_u"][:5]) > 2 and real.means["lift_u"].low > 1
+
+
+def _attacked(seed=0, N=400, C=4):
+    """Units 0..C-1 prefer one class; the attack succeeds on odd images, whose class
+    signal it wipes out, and fails on even ones, which keep it."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, C, (N,), generator=g)
+    acts = torch.rand(N, C, generator=g)
+    acts[torch.arange(N), labels] += 2.0
+    success = torch.arange(N) % 2 == 1
+    adv = torch.where(success[:, None], torch.rand(N, C, generator=g), acts)
+    adv_preds = torch.where(success, (labels + 1) % C, labels)
+    return Activations(acts=acts, labels=labels, preds=labels, adv_acts=adv, adv_preds=adv_preds), success
+
+
+def test_successful_adversarial_images_only():
+    res, success = _attacked()
+    d = np.full((4, 4), 3) - 3 * np.eye(4, dtype=int)
+    cfg = MetricConfig(top_fraction=0.05, min_top=10, sigmas=(2.0,), top_fractions=(0.05,), bootstrap=100)
+    rep = consistency_report(res, d, cfg)
+    assert rep.attack_success_rate == 0.5
+    ok = rep.stats["adv_success"]
+    assert ok.num_images == 200 and ok.num_top == 10
+    A = correlation_matrix(d, 2.0)
+    want = consistency(label_distributions(res.adv_acts[success], res.labels[success], 4, 0.05, 10), A)
+    np.testing.assert_allclose(ok.units["consis"], want.numpy())
+    # all adversarial images: the failed attacks keep the class signal and look consistent
+    assert np.allclose(rep.consis_adv, 1.0) and rep.stats["adv"].means["lift_u"].low > 2
+    assert ok.means["lift_u"].low < 1.0 < ok.means["lift_u"].high  # successful ones: chance
+    explicit = consistency_report(res, d, cfg, adv_success=success)
+    assert explicit.units_frame().equals(rep.units_frame())
+    assert "consis_adv_success_u" in rep.units_frame().columns
+    with pytest.raises(ConsisError, match="adv_success"):
+        consistency_report(res, d, cfg, adv_success=success.long())
+
+
+def test_too_few_successes_leave_the_control_out_and_shared_set_needs_no_special_path():
+    res, success = _attacked()
+    # a shared adversarial set: this model's activations on images attacked elsewhere
+    shared = Activations(acts=res.acts, labels=res.labels, preds=res.preds, adv_acts=res.adv_acts, adv_preds=res.labels)
+    d = np.full((4, 4), 3) - 3 * np.eye(4, dtype=int)
+    cfg = MetricConfig(top_fraction=0.05, min_top=10, sigmas=(2.0,), top_fractions=(0.05,), bootstrap=0)
+    rep = consistency_report(shared, d, cfg)  # adv_preds == labels: no attack succeeds
+    assert rep.attack_success_rate == 0.0 and "adv_success" not in rep.stats
+    A = correlation_matrix(d, 2.0)
+    np.testing.assert_allclose(rep.consis_adv, consistency(label_distributions(res.adv_acts, res.labels, 4, 0.05, 10), A).numpy())
+    given_mask = consistency_report(shared, d, cfg, adv_success=success)
+    assert given_mask.attack_success_rate == 0.5 and given_mask.stats["adv_success"].num_images == 200
+
+
+def test_common_scale_json_round_trip_and_old_reports(tmp_path):
+    res, _ = _attacked(seed=1)
+    d = np.full((4, 4), 3) - 3 * np.eye(4, dtype=int)
+    cfg = MetricConfig(top_fraction=0.05, min_top=10, sigmas=(2.0,), top_fractions=(0.05,), bootstrap=30)
+    rep = consistency_report(res, d, cfg)
+    back = ConsistencyReport.load(rep.save(tmp_path / "c.json"))
+    assert back.units_frame().equals(rep.units_frame())
+    assert back.means_frame().equals(rep.means_frame())
+    assert back.min_activating == rep.min_activating and back.attack_success_rate == rep.attack_success_rate
+    cols = set(back.units_frame().columns)
+    for c in ("consis_u", "consis_adv_u", "baseline", "baseline_adv", "lift", "lift_adv", "lift_adv_success_u", "n_activating"):
+        assert c in cols
+    assert set(back.means_frame()["set"]) == {"real", "adv", "adv_success"}
+    old = {k: v for k, v in rep.to_dict().items() if k not in ("stats", "min_activating", "attack_success_rate")}
+    legacy = ConsistencyReport.from_dict(old)
+    assert legacy.stats == {} and legacy.min_activating == 1
+    assert list(legacy.units_frame().columns) == ["unit", "consis", "consis_adv"]

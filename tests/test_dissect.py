@@ -276,7 +276,7 @@ def test_planted_red_unit_on_the_embedded_probe(embedded_probe):
     assert res.iou[0, red] <= 0.005 / red_fraction + 1e-3
     # with the mask as large as the red area, the red filter matches it closely
     res = dissect(model, "1", embedded_probe, DissectConfig(quantile=red_fraction), progress=False)
-    assert res.table.iloc[0].concept == "red-c" and res.table.iloc[0].iou > 0.5
+    assert res.table.iloc[0].concept == "red-c" and res.table.iloc[0].iou > 0.3
     assert "part" in " ".join(res.notes)  # the embedded probe has no parts
 
 

@@ -139,18 +139,37 @@ def test_interrupted_run_leaves_no_output(tmp_path, sprite_cache, wordnet, monke
     assert list(tmp_path.iterdir()) == []  # neither the output nor a temporary folder
 
 
-def test_rerun_replaces_earlier_output_but_never_a_foreign_folder(tmp_path, sprite_cache, wordnet):
+def test_rerun_replaces_earlier_output_but_never_a_foreign_folder_or_file(tmp_path, sprite_cache, wordnet):
     out = tmp_path / "emb"
     generate_embedded(SMALL, out, sprite_cache)
-    (out / "stale.txt").write_text("left over")
+    first = _digest(out)
+    (out / "train" / "n02084071" / "n02084071_00000.png").unlink()  # our own file: may be replaced
     generate_embedded(SMALL, out, sprite_cache)
-    assert not (out / "stale.txt").exists()
+    assert _digest(out) == first
+    (out / "notes.txt").write_text("a user's file")
+    with pytest.raises(ConsisError, match="notes.txt was not written by consis"):
+        generate_embedded(SMALL, out, sprite_cache)
+    assert (out / "notes.txt").read_text() == "a user's file"
     foreign = tmp_path / "mine"
     foreign.mkdir()
-    (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(ConsisError, match="not a generated data set"):
+    (foreign / "classes.json").write_text("[]")  # a user's data set (classes.json is optional there)
+    with pytest.raises(ConsisError, match="holds classes.json but was not written by consis"):
         generate_embedded(SMALL, foreign, sprite_cache)
-    assert (foreign / "notes.txt").read_text() == "keep me"
+    assert (foreign / "classes.json").read_text() == "[]"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb", "mine"]  # no temporary folder left
+
+
+def test_cached_set_missing_an_image_is_generated_again(tmp_path, sprite_cache, wordnet):
+    cfg = DataConfig(profile="smoke", num_classes=2, train_per_class=2, val_per_class=1)
+    root = prepare_dataset(cfg, tmp_path)
+    victim = root / "val" / "n02084071" / "n02084071_00000.png"
+    good = victim.read_bytes()
+    victim.unlink()
+    assert prepare_dataset(cfg, tmp_path) == root
+    assert victim.read_bytes() == good
+    victim.write_bytes(good[:20])  # truncated: its size no longer matches the manifest
+    prepare_dataset(cfg, tmp_path)
+    assert victim.read_bytes() == good
 
 
 def test_imagefolder_reads_the_generated_set(tmp_path, sprite_cache, wordnet):

@@ -1,18 +1,21 @@
-"""Neuron explorer and figure helpers: known answers and properties (no trained model)."""
+"""Neuron explorers (live and static) and figure helpers: known answers and properties (no trained model)."""
 
 from __future__ import annotations
 
+import base64
 import io
+import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from consis_lib import explorer, viz
+from consis_lib import explorer, explorer_static, viz
 from consis_lib.errors import ConsisError
 
 
@@ -70,42 +73,6 @@ def test_unit_view_gap() -> None:
     assert _view(3, 0.5, 0.2).gap == pytest.approx(0.3)
 
 
-def test_static_explorer_links_controls_to_panels() -> None:
-    import ipywidgets as w
-
-    views = {"normal": [_view(u, 0.1 * u, 0.05 * u) for u in range(5)], "adv": [_view(u, 0.2, 0.1) for u in range(3)]}
-    tab = explorer.static_explorer(views)
-    assert isinstance(tab, w.Tab)
-    assert list(tab.titles) == ["normal", "adv"]
-    for page, name in zip(tab.children, views):
-        controls, stack = page.children
-        dropdown, slider = controls.children
-        assert isinstance(stack, w.Stack)
-        assert len(stack.children) == len(views[name])
-        assert len(dropdown.options) == len(views[name])
-        assert slider.max == len(views[name]) - 1
-        # each panel names its own unit
-        units = [int(p.children[-1].value.split("data-unit='")[1].split("'")[0]) for p in stack.children]
-        assert units == [v.unit for v in views[name]]
-    # browser-side links (kernel-free) exist between both controls and the stack
-    from ipywidgets.widgets import widget as widget_module
-    from ipywidgets.widgets.widget_link import Link
-
-    registry = getattr(widget_module, "_instances", None)
-    registry = registry if registry is not None else w.Widget.widgets
-    links = [m for m in list(registry.values()) if isinstance(m, Link)]
-    targets = {(id(lk.source[0]), lk.source[1], id(lk.target[0]), lk.target[1]) for lk in links}
-    page = tab.children[0]
-    (dropdown, slider), stack = page.children[0].children, page.children[1]
-    assert (id(dropdown), "index", id(stack), "selected_index") in targets
-    assert (id(slider), "value", id(stack), "selected_index") in targets
-
-
-def test_static_explorer_needs_units() -> None:
-    with pytest.raises(ConsisError):
-        explorer.static_explorer({"normal": []})
-
-
 def test_live_explorer_sorts_and_renders_on_demand() -> None:
     calls: list[tuple[str, int]] = []
 
@@ -158,3 +125,216 @@ def test_figures_return_figures() -> None:
     assert xs[0] == 0 and xs[1] == pytest.approx(8.0, abs=1e-3)
     with pytest.raises(ConsisError):
         viz.learning_curves({"normal": [{"epoch": 1}]})
+
+
+# ----------------------------------------------------------------------------- static explorer over every unit
+
+CLASSES = ("dog", "wolf", "fox", "tabby cat")
+
+
+def _units(name: str, k: int = 6, top_k: int = 2, thumb: int = 8, seed: int = 0) -> explorer_static.ModelUnits:
+    """``k`` units; unit u's real images are dominated by class u % 4 and its adversarial ones by (u + 1) % 4."""
+    rng = np.random.default_rng(seed)
+    P = np.full((k, len(CLASSES)), 0.05)
+    Pa = np.full((k, len(CLASSES)), 0.05)
+    for u in range(k):
+        P[u, u % 4] = 0.85
+        Pa[u, (u + 1) % 4] = 0.85
+    tiles = [[np.full((thumb, thumb, 3), 10 * u + s, np.uint8) for s in range(2 * top_k)] for u in range(k)]
+    consis = rng.random(k)
+    consis[-1] = np.nan  # a unit no image activates
+    return explorer_static.ModelUnits(
+        name=name, consis=consis, consis_adv=rng.random(k), probs=P, probs_adv=Pa,
+        sprite=explorer_static.sprite_sheet(tiles, thumb), top_k=top_k, thumb=thumb,
+        concepts=tuple(("grass-s", "scene", 0.12) if u == 1 else None for u in range(k)),
+    )
+
+
+def test_square_tile_pads_without_stretching() -> None:
+    img = torch.zeros(3, 8, 16)  # black, twice as wide as high
+    tile = explorer_static.square_tile(img, size=16, fit="pad")
+    assert tile.shape == (16, 16, 3)
+    assert (tile[:4] == 255).all() and (tile[12:] == 255).all()  # white bands above and below
+    assert (tile[4:12] == 0).all()  # the image itself, unscaled
+
+
+def test_square_tile_crops_the_centre() -> None:
+    img = torch.zeros(3, 8, 16)
+    img[0, :, :8] = 1.0  # left half red
+    img[2, :, 8:] = 1.0  # right half blue
+    tile = explorer_static.square_tile(img, size=8, fit="crop")  # columns 4..11
+    assert tile[:, :4].reshape(-1, 3).tolist() == [[255, 0, 0]] * 32
+    assert tile[:, 4:].reshape(-1, 3).tolist() == [[0, 0, 255]] * 32
+    with pytest.raises(ConsisError, match="fit"):
+        explorer_static.square_tile(img, size=8, fit="stretch")
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 40), st.integers(2, 40), st.integers(4, 32), st.sampled_from(explorer_static.FITS))
+def test_square_tile_is_square_and_keeps_the_aspect_ratio(h: int, w: int, size: int, fit: str) -> None:
+    assume(min(h, w) * size / max(h, w) >= 3)  # a sliver thinner than 3 px blurs into the padding
+    tile = explorer_static.square_tile(torch.zeros(3, h, w), size=size, fit=fit)
+    assert tile.shape == (size, size, 3)
+    dark = np.argwhere(tile.max(axis=2) < 128)
+    if fit == "crop":
+        assert len(dark) == size * size  # the crop fills the tile
+    else:  # the letterboxed image is scaled by size / max(h, w) on both axes
+        rows = dark[:, 0].max() - dark[:, 0].min() + 1
+        cols = dark[:, 1].max() - dark[:, 1].min() + 1
+        scale = size / max(h, w)
+        assert abs(rows - h * scale) <= 1.5 and abs(cols - w * scale) <= 1.5
+
+
+def test_highlight_matches_overlay_image_by_image() -> None:
+    gen = torch.Generator().manual_seed(1)
+    images, heats = torch.rand(5, 3, 12, 10, generator=gen), torch.rand(5, 3, 3, generator=gen)
+    heats[2] = 0.7  # constant map: image unchanged
+    batch = explorer_static.highlight(images, heats)
+    for i in range(5):
+        assert np.array_equal(batch[i], viz.overlay(images[i], heats[i]))
+
+
+def test_sprite_sheet_places_every_tile_where_tile_origin_says() -> None:
+    size, per_unit, k, upc = 4, 3, 7, 3  # 7 units in column blocks of 3 rows
+    tiles = [[np.full((size, size, 3), 30 * u + s, np.uint8) for s in range(per_unit)] for u in range(k)]
+    tiles[2][1] = None  # a missing image leaves a blank tile
+    sheet = np.asarray(explorer_static.sprite_sheet(tiles, size, units_per_column=upc))
+    assert sheet.shape == (upc * size, 3 * per_unit * size, 3)  # ceil(7 / 3) = 3 blocks
+    assert explorer_static.tile_origin(4, 2, size, per_unit, upc) == ((1 * per_unit + 2) * size, 1 * size)
+    for u in range(k):
+        for s in range(per_unit):
+            x, y = explorer_static.tile_origin(u, s, size, per_unit, upc)
+            expected = list(explorer_static.BLANK) if (u, s) == (2, 1) else [30 * u + s] * 3
+            assert sheet[y : y + size, x : x + size].reshape(-1, 3).tolist() == [expected] * size * size, (u, s)
+
+
+def test_dominant_classes_known_answer() -> None:
+    assert explorer_static.dominant_classes([0.2, 0.0, 0.8], ["dog", "cat", "wolf"], top=3) == [("wolf", 0.8), ("dog", 0.2)]
+    assert explorer_static.dominant_classes([0.5, 0.3, 0.2], ["dog", "cat", "wolf"], top=2) == [("dog", 0.5), ("cat", 0.3)]
+    assert explorer_static.dominant_classes([float("nan")] * 3, ["dog", "cat", "wolf"]) == []  # unit never activated
+    with pytest.raises(ConsisError, match="class names"):
+        explorer_static.dominant_classes([0.5, 0.5], ["dog", "cat", "wolf"])
+
+
+@pytest.mark.parametrize("names", [("normal", "adv"), ("normal", "at", "adv")])
+def test_explorer_data_covers_every_unit_of_every_model(names: tuple[str, ...]) -> None:
+    models = [_units(n, seed=i) for i, n in enumerate(names)]
+    data = explorer_static.explorer_data(models, CLASSES, top_classes=2)
+    assert data["models"] == list(names)
+    assert [u["u"] for u in data["units"]] == list(range(6))
+    for u, entry in enumerate(data["units"]):
+        assert len(entry["m"]) == len(names)
+        for m, rec in zip(models, entry["m"]):
+            # the filter's data: the dominant class names on real and adversarial images
+            assert rec["cls"][0] == (CLASSES[u % 4], 0.85)
+            assert rec["cls_adv"][0][0] == CLASSES[(u + 1) % 4]
+            assert len(rec["cls"]) == 2
+            if np.isfinite(m.consis[u]):
+                assert rec["c"] == pytest.approx(m.consis[u], abs=1e-4)
+                assert rec["g"] == pytest.approx(m.consis[u] - m.consis_adv[u], abs=2e-4)
+            else:
+                assert rec["c"] is None and rec["g"] is None
+    assert data["units"][1]["m"][0]["concept"] == ["grass-s", "scene", 0.12]
+    assert data["units"][0]["m"][0]["concept"] is None
+
+
+def test_explorer_data_rejects_models_of_different_layers() -> None:
+    with pytest.raises(ConsisError, match="layer size"):
+        explorer_static.explorer_data([_units("normal", k=6), _units("adv", k=5)], CLASSES)
+    with pytest.raises(ConsisError, match="units x classes"):
+        explorer_static.explorer_data([_units("normal")], CLASSES[:3])
+    with pytest.raises(ConsisError, match="at least one model"):
+        explorer_static.explorer_data([], CLASSES)
+
+
+def _embedded_json(page_html: str) -> dict:
+    start = page_html.index('class="cx-data">') + len('class="cx-data">')
+    return json.loads(page_html[start : page_html.index("</script>", start)].replace("<\\/", "</"))
+
+
+def test_explorer_html_is_self_contained_and_states_its_size() -> None:
+    models = [_units("normal", seed=0), _units("at", seed=1), _units("adv", seed=2)]
+    page = explorer_static.explorer_html(models, CLASSES, layer="layer4")
+    assert page.n_units == 6 and page.models == ("normal", "at", "adv")
+    assert _embedded_json(page.html) == json.loads(json.dumps(explorer_static.explorer_data(models, CLASSES)))
+    # one JPEG sprite per model, inlined; nothing fetched from elsewhere
+    sprites = re.findall(r"url\(data:image/jpeg;base64,([A-Za-z0-9+/=]+)\)", page.html)
+    assert len(sprites) == 3
+    for b64, m in zip(sprites, models):
+        decoded = Image.open(io.BytesIO(base64.b64decode(b64)))
+        assert decoded.format == "JPEG" and decoded.size == m.sprite.size
+    assert page.sprite_bytes == sum(len(b) for b in sprites)
+    assert not re.search(r"(src|href)=\"?(https?:)?//", page.html)
+    # the size the page states is the block's own size
+    stated = re.search(r"adds ([0-9.]+) MB \(sprites ([0-9.]+) MB\)", page.html)
+    assert stated and float(stated.group(1)) == pytest.approx(page.n_bytes / 1e6, abs=0.051)
+    assert float(stated.group(2)) == pytest.approx(page.sprite_bytes / 1e6, abs=0.051)
+    assert page.size_text() == f"{page.n_bytes / 1e6:.1f} MB (sprites {page.sprite_bytes / 1e6:.1f} MB)"
+    assert page._repr_html_() == page.html
+
+
+def test_explorer_html_escapes_names() -> None:
+    names = ("dog", "</script><b>x", "fox", "cat")
+    page = explorer_static.explorer_html([_units("<normal>")], names)
+    assert page.html.count("</script>") == 2  # the data block and the code block
+    markup = re.sub(r"<script.*?</script>", "", page.html, flags=re.S)
+    assert "<normal>" not in markup and "&lt;normal&gt;" in markup  # escaped outside the JSON
+    assert _embedded_json(page.html)["units"][1]["m"][0]["cls"][0][0] == "</script><b>x"
+
+
+class _TinyContext:
+    """The parts of ``ArchContext`` the static explorer uses, over a hand-made two-unit model."""
+
+    def __init__(self) -> None:
+        from consis_lib.activations import fgsm_attack, unit_activations
+        from consis_lib.config import get_profile
+
+        torch.manual_seed(0)
+        self.profile = get_profile("smoke")
+        self.layer, self.device = "1", torch.device("cpu")
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten(), torch.nn.Linear(2, 2)
+        ).eval()
+        gen = torch.Generator().manual_seed(0)
+        self.images, self.labels = torch.rand(24, 3, 8, 12, generator=gen), torch.arange(24) % 2
+        loader = [(self.images, self.labels)]
+        self.acts = unit_activations(self.net, loader, self.layer, attack=fgsm_attack(self.profile.attack.eps), progress=False)
+
+    def activations(self, name: str) -> object:
+        return self.acts
+
+    def unit_consistency(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([0.5, 0.25]), np.array([0.25, 0.25])
+
+    def class_names(self) -> list[str]:
+        return ["dog", "wolf"]
+
+    def tensors(self, split: str = "val") -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images, self.labels
+
+    def model(self, name: str) -> torch.nn.Module:
+        return self.net
+
+    def dissection_summary(self) -> dict:
+        return {"iou_threshold": 0.04, "normal": {"real": {"units": [[0, "dog", "object", 0.2], [1, "sky-s", "scene", 0.01]]}}}
+
+
+def test_model_units_from_a_context_shows_each_units_top_images() -> None:
+    ctx = _TinyContext()
+    top_k, thumb = 3, 16
+    mu = explorer_static.model_units(ctx, "normal", top_k=top_k, thumb=thumb, fit="pad")
+    assert mu.n_units == 2 and mu.sprite.size == (2 * top_k * thumb, 2 * thumb)
+    assert mu.concepts == (("dog", "object", 0.2), None)  # unit 1's IoU is below the threshold
+    assert mu.concepts_adv == ()  # no adversarial dissection in the results
+    sheet = np.asarray(mu.sprite)
+    for u in range(2):
+        best = int(torch.argsort(ctx.acts.acts[:, u], descending=True, stable=True)[0])
+        maps = explorer_static.unit_maps(ctx.net, ctx.layer, ctx.images[best : best + 1], ctx.labels[best : best + 1], ctx.device)
+        expected = explorer_static.square_tile(ctx.images[best], maps[0, u], thumb, "pad")
+        x, y = explorer_static.tile_origin(u, 0, thumb, 2 * top_k)
+        assert np.array_equal(sheet[y : y + thumb, x : x + thumb], expected)
+        assert (expected[:2] == 255).all()  # 8x12 images are letterboxed, not stretched
+    page = explorer_static.explorer_html([mu, mu], ctx.class_names())
+    assert page.n_units == 2
+    with pytest.raises(ConsisError, match="multiple of 8"):
+        explorer_static.model_units(ctx, "normal", thumb=12)

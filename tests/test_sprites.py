@@ -78,6 +78,23 @@ def test_sprite_cache_round_trip(tmp_path):
     assert np.array_equal(first["twemoji"][DOG], render_sprite("twemoji", DOG, 24))
 
 
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong-shape"])
+def test_damaged_sprite_cache_is_rendered_again(tmp_path, damage):
+    first = load_sprites([DOG], styles=("twemoji",), size=24, cache_dir=tmp_path)
+    path = tmp_path / "sprites" / f"twemoji-{style_version('twemoji')}-24.npz"
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\0" * len(data))
+    else:
+        np.savez(path, **{DOG: np.zeros((5, 5), np.uint8)})
+    again = load_sprites([DOG], styles=("twemoji",), size=24, cache_dir=tmp_path)
+    assert np.array_equal(again["twemoji"][DOG], first["twemoji"][DOG])
+    with np.load(path) as npz:  # the cache file was written again, whole
+        assert np.array_equal(npz[DOG], first["twemoji"][DOG])
+
+
 def _square_sprite() -> np.ndarray:
     s = np.zeros((64, 64, 4), np.uint8)
     s[..., :3] = (200, 40, 40)

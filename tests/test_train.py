@@ -206,6 +206,39 @@ def test_fit_writes_checkpoint_and_log_that_reload(tmp_path: Path) -> None:
     assert not list((tmp_path / "n").glob("*.tmp"))
 
 
+def test_at_control_is_the_eq6_trainer_with_beta_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AT differs from Eq. 6 in beta only and trains through the same eq6_backward."""
+    from consis_lib.reproduce import model_plan
+
+    plan = {name: (prof, adv) for name, prof, adv in model_plan(tiny_profile(), "alexnet", seed=3)}
+    at, eq6 = plan["at"][0], plan["adv"][0]
+    assert plan["at"][1] and plan["adv"][1] and not plan["normal"][1]
+    assert at.train.beta == 0.0 and eq6.train.beta > 0
+    assert dataclasses.replace(at.train, beta=eq6.train.beta) == eq6.train
+    assert at.train.seed == eq6.train.seed == plan["normal"][0].train.seed == 3
+    betas: list[float] = []
+    original = train_mod.eq6_backward
+
+    def spy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opts: StepOptions, scaler: object = None) -> dict:
+        betas.append(opts.beta)
+        return original(model, x, y, opts, scaler)
+
+    monkeypatch.setattr(train_mod, "eq6_backward", spy)
+    normal = fit(plan["normal"][0], tmp_path / "n", train_set=synthetic(8), val_set=synthetic(4, seed=1), progress=False)
+    res = fit(at, tmp_path / "at", adv=True, init=normal.checkpoint, train_set=synthetic(8), val_set=synthetic(4, seed=1), progress=False)
+    assert betas and set(betas) == {0.0}
+    last = res.history[-1]
+    assert last["share_consistent"] == 0.0 and last["beta_d"] == 0.0 and last["consistent"] > 0
+    assert last["share_ce_clean"] + last["share_ce_adv"] == pytest.approx(1.0)
+
+
+def test_loss_shares_add_up_to_one() -> None:
+    shares = train_mod.loss_shares({"ce_clean": 0.4, "ce_adv": 1.6, "consistent": 0.3}, alpha=0.5, beta=2.0)
+    assert shares["beta_d"] == pytest.approx(0.6)
+    assert shares["share_consistent"] == pytest.approx(0.6 / 1.6)
+    assert shares["share_ce_clean"] + shares["share_ce_adv"] + shares["share_consistent"] == pytest.approx(1.0)
+
+
 def test_zero_epochs_records_the_starting_model(tmp_path: Path) -> None:
     """The paper profile's normal model is the pretrained one: 0 epochs still give a checkpoint."""
     res = fit(tiny_profile(epochs=0), tmp_path, train_set=synthetic(8), val_set=synthetic(4, seed=1), progress=False)

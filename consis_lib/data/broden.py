@@ -48,7 +48,7 @@ INDEX_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw") + CATEGORIES
 
 _FIX = (
     "point the probe root at a Broden folder (NetDissect's broden1_224) or create one "
-    "with `consis data probe --profile PROFILE --out DIR`"
+    "into a new folder with `consis data probe --profile PROFILE --out NEW_DIR`"
 )
 _CAT_RE = re.compile(r"^\s*([a-z_]+)\s*(?:\((\d+)\))?\s*$")
 
@@ -145,8 +145,11 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
-def _primary_category(cell: str, where: Path) -> str:
-    """``"object(12);part(3)"`` -> the category with the largest count (first on ties)."""
+def _primary_category(cell: str, where: str) -> str:
+    """``"object(12);part(3)"`` -> the category with the largest count (first on ties).
+
+    A category that is not one of Broden's six (:data:`CATEGORIES`) is refused.
+    """
     best, best_count = "", -1
     for token in cell.split(";"):
         if not token.strip():
@@ -154,6 +157,10 @@ def _primary_category(cell: str, where: Path) -> str:
         m = _CAT_RE.match(token)
         if m is None:
             raise ConsisError(f"{where}: bad category cell {cell!r}; expected e.g. 'color(289)'")
+        if m.group(1) not in CATEGORIES:
+            raise ConsisError(
+                f"{where}: unknown category {m.group(1)!r} in {cell!r}; Broden's are {', '.join(CATEGORIES)}"
+            )
         count = int(m.group(2)) if m.group(2) else 0
         if count > best_count:
             best, best_count = m.group(1), count
@@ -258,7 +265,9 @@ class Broden(Dataset):
             {
                 "number": numbers.to_numpy(),
                 "name": lab["name"].to_numpy(),
-                "category": [_primary_category(c, label_path) for c in lab["category"]],
+                "category": [
+                    _primary_category(c, f"{label_path} row {i + 2}") for i, c in enumerate(lab["category"])
+                ],
             }
         )
         counts: dict[str, int] = {}
@@ -310,7 +319,7 @@ class Broden(Dataset):
                 if not p.is_file():
                     raise ConsisError(
                         f"{p} is missing (named in {index_path}, row {i + 2}); "
-                        f"restore it, remove the row, or {_FIX}"
+                        f"restore it, or {_FIX}"
                     )
 
     def __len__(self) -> int:
@@ -342,17 +351,18 @@ class Broden(Dataset):
             index=i,
         )
 
-    @staticmethod
-    def _read_masks(masks: dict[str, list[Path]], sh: int, sw: int) -> dict[str, np.ndarray]:
+    def _read_masks(self, masks: dict[str, list[Path]], sh: int, sw: int) -> dict[str, np.ndarray]:
+        """Decode the label masks of one image; a mask that is not ``sh x sw`` is refused."""
         pixel: dict[str, np.ndarray] = {}
         for c in CATEGORIES:
             planes = []
             for m in masks[c]:
                 lab = decode_label_png(m)
                 if lab.shape != (sh, sw):
-                    # Nearest-neighbour keeps label numbers intact.
-                    small = Image.fromarray(lab.astype(np.int32), mode="I")
-                    lab = np.asarray(small.resize((sw, sh), Image.NEAREST), dtype=np.int32)
+                    raise ConsisError(
+                        f"label mask {m} is {lab.shape[1]}x{lab.shape[0]} but {self.root / 'index.csv'} says "
+                        f"sh x sw = {sh}x{sw}; fix the mask or its row (masks are never stretched)"
+                    )
                 planes.append(lab.astype(np.int32, copy=False))
             pixel[c] = np.stack(planes) if planes else np.zeros((0, sh, sw), dtype=np.int32)
         return pixel

@@ -14,20 +14,27 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from consis_lib.atomic import atomic_path
+from consis_lib.checks import nonnegative_int, output_location
 from consis_lib.config import DataConfig, get_profile
 from consis_lib.errors import ConsisError
+from consis_lib.outputs import check_output_dir
 
 __all__ = ["add_cli", "data_config"]
 
 _EMBEDDED_PROFILES = ("smoke", "default", "full")
+_SHEET_SUFFIXES = (".png", ".svg", ".pdf")
+_SHEET_TAG = "consis contact sheet"  # in the file's metadata: marks a sheet consis may replace
 
 
 def data_config(profile: str, seed: int | None = None) -> DataConfig:
-    """The profile's DataConfig, with ``seed`` replaced when given."""
+    """The profile's DataConfig, with ``seed`` replaced when given (a seed must be >= 0)."""
     if profile not in _EMBEDDED_PROFILES:
         raise ConsisError(
             f"profile {profile!r} has no embedded data; choose one of {', '.join(_EMBEDDED_PROFILES)}"
         )
+    if seed is not None:
+        nonnegative_int("--seed", seed)
     cfg = get_profile(profile).data
     return cfg if seed is None else dataclasses.replace(cfg, seed=seed)
 
@@ -39,26 +46,53 @@ def _common(p: argparse.ArgumentParser, out_help: str) -> None:
     p.add_argument("--cache", type=Path, default=None, help="sprite cache (default $CONSIS_CACHE or ~/.cache/consis)")
 
 
+def _config(args: Any) -> DataConfig:
+    """The command's DataConfig, after checking ``--seed`` and ``--cache``."""
+    cfg = data_config(args.profile, args.seed)
+    if args.cache is not None:
+        output_location(args.cache)
+    return cfg
+
+
 def _embedded(args: Any) -> int:
     from consis_lib.data.embedded import generate_embedded
 
-    generate_embedded(data_config(args.profile, args.seed), args.out, args.cache)
+    cfg = _config(args)
+    check_output_dir(args.out, "embedded")
+    generate_embedded(cfg, args.out, args.cache)
     return 0
 
 
 def _probe(args: Any) -> int:
     from consis_lib.data.probe import generate_probe
 
-    generate_probe(data_config(args.profile, args.seed), args.out, args.cache)
+    cfg = _config(args)
+    check_output_dir(args.out, "probe")
+    generate_probe(cfg, args.out, args.cache)
     return 0
 
 
-def _sheet(args: Any) -> int:
-    from consis_lib.data.contact_sheet import contact_sheet, save_figure
+def _check_sheet_path(path: Path) -> None:
+    """Refuse a sheet path of an unknown format, or one that would replace a file consis did not write."""
+    if path.suffix.lower() not in _SHEET_SUFFIXES:
+        raise ConsisError(f"--out {path}: unknown image format {path.suffix or '(none)'!r}; pass a .png, .svg or .pdf path")
+    if path.is_dir():
+        raise ConsisError(f"--out {path} is a folder: pass an image file path ending in .png, .svg or .pdf")
+    output_location(path.parent)
+    if path.exists() and _SHEET_TAG.encode() not in path.read_bytes():
+        raise ConsisError(f"{path} exists and was not written by consis; it is left untouched: pass a new file name")
 
-    cfg = data_config(args.profile, args.seed)
+
+def _sheet(args: Any) -> int:
+    from consis_lib.data.contact_sheet import contact_sheet
+
+    cfg = _config(args)
+    out = Path(args.out)
+    _check_sheet_path(out)
     fig = contact_sheet(cfg, cache_dir=args.cache, composite=args.composite)
-    save_figure(fig, args.out)
+    key = "Software" if out.suffix.lower() == ".png" else "Creator"
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=120, metadata={key: _SHEET_TAG})
     return 0
 
 
@@ -67,10 +101,10 @@ def add_cli(sub: Any) -> None:
     data = sub.add_parser("data", help="generate the embedded image set and probe")
     dsub = data.add_subparsers(dest="data_command", required=True)
     p = dsub.add_parser("embedded", help="write DIR/train|val/<wnid>/*.png and DIR/classes.json")
-    _common(p, "output folder (replaced atomically)")
+    _common(p, "output folder: new, empty or an earlier `consis data embedded` output (replaced atomically)")
     p.set_defaults(func=_embedded)
     p = dsub.add_parser("probe", help="write a Broden-format probe folder")
-    _common(p, "output folder (replaced atomically)")
+    _common(p, "output folder: new, empty or an earlier `consis data probe` output (replaced atomically)")
     p.set_defaults(func=_probe)
     p = dsub.add_parser("sheet", help="contact sheet: one row per class, one column per style")
     _common(p, "output image (.png, .svg or .pdf)")

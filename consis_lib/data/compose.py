@@ -194,9 +194,12 @@ def make_background(kind: str, size: int, rng: np.random.Generator) -> tuple[np.
     return np.clip(img, 0, 255).astype(np.float32), water
 
 
-def _transform_sprite(sprite: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Scale, flip and rotate an RGBA sprite; returns premultiplied float [h, w, 4]."""
-    side = max(4, int(round(size * rng.uniform(*SCALE_RANGE))))
+def _transform_sprite(
+    sprite: np.ndarray, size: int, rng: np.random.Generator, scale_range: tuple[float, float] = SCALE_RANGE
+) -> np.ndarray:
+    """Scale (side = ``scale_range`` x ``size``), flip and rotate an RGBA sprite;
+    returns premultiplied float [h, w, 4]."""
+    side = max(4, int(round(size * rng.uniform(*scale_range))))
     img = Image.fromarray(sprite, "RGBA").convert("RGBa")  # premultiplied: no dark fringes
     img = img.resize((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
     if rng.uniform() < 0.5:
@@ -204,6 +207,16 @@ def _transform_sprite(sprite: np.ndarray, size: int, rng: np.random.Generator) -
     angle = float(rng.uniform(-MAX_ROTATION, MAX_ROTATION))
     img = img.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True)
     return np.asarray(img, dtype=np.float32)
+
+
+def _jitter_sprite(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Colour / contrast jitter of a sprite's (straight, not premultiplied) RGB."""
+    contrast = rng.uniform(0.75, 1.25)
+    brightness = rng.uniform(-25, 25)
+    gains = rng.uniform(0.85, 1.15, size=3)
+    mean = 128.0
+    rgb = (rgb - mean) * contrast + mean + brightness
+    return np.clip(rgb * gains, 0, 255)
 
 
 def compose(
@@ -253,15 +266,7 @@ def compose(
     layer[ys:ye, xs:xe] = prem[ys - top : ye - top, xs - left : xe - left]
 
     alpha = layer[..., 3:4] / 255.0
-    rgb = np.where(alpha > 0, layer[..., :3] / np.maximum(alpha, 1e-6), 0.0)
-    # colour / contrast jitter of the sprite
-    contrast = rng.uniform(0.75, 1.25)
-    brightness = rng.uniform(-25, 25)
-    gains = rng.uniform(0.85, 1.15, size=3)
-    mean = 128.0
-    rgb = (rgb - mean) * contrast + mean + brightness
-    rgb = np.clip(rgb * gains, 0, 255)
-
+    rgb = _jitter_sprite(np.where(alpha > 0, layer[..., :3] / np.maximum(alpha, 1e-6), 0.0), rng)
     out = rgb * alpha + bg * (1.0 - alpha)
     grey = bool(rng.uniform() < greyscale_prob)
     if grey:

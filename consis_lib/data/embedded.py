@@ -22,6 +22,10 @@ generator seeded by ``(seed, split, wnid, i)`` only, and PNGs are written with f
 settings and no metadata, so the same seed gives byte-identical files whatever the
 class subset.  Atomicity: everything is written into a temporary sibling folder that
 is renamed into place at the end; an interrupted run leaves no ``out`` folder.
+Ownership: ``out`` carries :mod:`consis_lib.outputs`' marker with a manifest (names,
+sizes, SHA-256); an existing ``out`` is replaced only when it carries that marker
+(any other folder is refused, never deleted), and a cached set is checked against
+its manifest on use (:func:`prepare_dataset`).
 
 Example
 -------
@@ -37,7 +41,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from types import MappingProxyType
@@ -52,6 +55,15 @@ from consis_lib.data.classes import CuratedClass, classes_for_profile
 from consis_lib.data.compose import compose
 from consis_lib.data.sprites import STYLE_INFO, STYLES, available_styles, load_sprites, style_family
 from consis_lib.errors import ConsisError
+from consis_lib.outputs import (
+    MARKER,
+    atomic_output_dir,
+    check_output_dir,
+    read_marker,
+    verify_manifest,
+    write_marker,
+    writer_id,
+)
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -125,45 +137,6 @@ def save_png(array: np.ndarray, path: Path) -> None:
     path.write_bytes(buf.getvalue())
 
 
-class atomic_output_dir:
-    """Context manager: yield a temporary sibling of ``out``, rename it to ``out`` on success.
-
-    On an exception the temporary folder is removed and ``out`` is left as it was.
-    An existing ``out`` is replaced only when it holds ``marker`` (our own earlier
-    output) or is empty; any other existing folder is an error, never deleted.
-    """
-
-    def __init__(self, out: Path, marker: str) -> None:
-        self.out = Path(out)
-        self.marker = marker
-        self.tmp = self.out.parent / f".{self.out.name}.tmp-{os.getpid()}"
-
-    def __enter__(self) -> Path:
-        if self.out.exists() and not (
-            (self.out / self.marker).exists() or (self.out.is_dir() and not any(self.out.iterdir()))
-        ):
-            raise ConsisError(
-                f"{self.out} exists and is not a generated data set; choose another --out or delete it"
-            )
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
-        self.tmp.mkdir()
-        return self.tmp
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = None
-        if self.out.exists():
-            old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
-            os.replace(self.out, old)
-        os.replace(self.tmp, self.out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
 def _class_records(classes: Sequence[CuratedClass]) -> list[dict[str, Any]]:
     from consis_lib.wordnet import load_wordnet
 
@@ -227,6 +200,7 @@ def generate_embedded(cfg: DataConfig, out: Path, cache_dir: Path | None = None)
     out = Path(out)
     if cfg.image_size < 8:
         raise ConsisError(f"image_size={cfg.image_size} is too small; use 8 px or more")
+    check_output_dir(out, "embedded")  # before any work
     classes = classes_for_profile(cfg)
     styles = split_styles(cfg)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -239,7 +213,7 @@ def generate_embedded(cfg: DataConfig, out: Path, cache_dir: Path | None = None)
             )
     records = _class_records(classes)
     total = len(classes) * (cfg.train_per_class + cfg.val_per_class)
-    with atomic_output_dir(out, "classes.json") as tmp:
+    with atomic_output_dir(out, "embedded", writer_id(__name__)) as tmp:
         for split in ("train", "val"):
             for c in classes:
                 (tmp / split / c.wnid).mkdir(parents=True, exist_ok=True)
@@ -275,12 +249,35 @@ def generate_embedded(cfg: DataConfig, out: Path, cache_dir: Path | None = None)
     return out
 
 
-def _is_complete(root: Path) -> bool:
+def _cache_problem(root: Path, cfg: DataConfig) -> str | None:
+    """Why a cached set cannot be used as it is (None: it can).
+
+    Checks the generator version and config hash in ``classes.json`` and every file
+    of the manifest (:data:`~consis_lib.outputs.MARKER`) by size: one ``stat`` per file.
+    """
     try:
         meta = json.loads((root / "classes.json").read_text())
     except (OSError, ValueError):
-        return False
-    return meta.get("generator_version") == GENERATOR_VERSION
+        return f"{root / 'classes.json'} is missing or damaged"
+    if meta.get("generator_version") != GENERATOR_VERSION or meta.get("config_hash") != config_hash(cfg):
+        return f"{root} was made by another generator version or config"
+    if read_marker(root) is None:
+        _adopt(root)
+    return verify_manifest(root)
+
+
+def _adopt(root: Path) -> None:
+    """Mark a cached set written before outputs carried a manifest, when it is complete.
+
+    Every image listed in its ``images.csv`` must exist, and nothing else may lie in
+    the folder; otherwise it stays unmarked (and is not replaced).
+    """
+    with open(root / "images.csv", newline="") as fh:
+        listed = {row["path"] for row in csv.DictReader(fh)} | {"classes.json", "images.csv"}
+    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    if present == listed:
+        write_marker(root, "embedded", writer_id(__name__))
+        log.info("%s: added the manifest %s", root, MARKER)
 
 
 def prepare_dataset(cfg: DataConfig, cache_dir: Path | None = None) -> Path:
@@ -315,6 +312,10 @@ def prepare_dataset(cfg: DataConfig, cache_dir: Path | None = None) -> Path:
         raise ConsisError(f"DataConfig.source={cfg.source!r} is unknown; use 'embedded' or 'folder'")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     root = cache / f"embedded-{config_hash(cfg)}"
-    if not _is_complete(root):
+    if not root.exists():
+        return generate_embedded(cfg, root, cache)
+    problem = _cache_problem(root, cfg)
+    if problem is not None:
+        log.warning("cached embedded set %s is incomplete (%s); generating it again", root, problem)
         generate_embedded(cfg, root, cache)
     return root

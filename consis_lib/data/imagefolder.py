@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from numbers import Integral
 from pathlib import Path
@@ -33,22 +34,45 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 """Accepted image suffixes (compared case-insensitively, so ``.JPEG`` is accepted)."""
 
-_FIX_IMAGE = "delete or replace it (or regenerate the data set)"
+_FIX_IMAGE = "replace it with a readable image or move it out of the data folder"
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _to_rgb(img: Image.Image, path: Path) -> Image.Image:
+    """RGB with 8 bits per channel; 16-bit greyscale is scaled (65535 -> 255), not clipped."""
+    if img.mode in _SIXTEEN_BIT or (img.mode == "I" and img.format == "PNG"):
+        arr = np.asarray(img, dtype=np.float64) / 257.0
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    if img.mode in ("I", "F"):
+        raise ConsisError(
+            f"image {path} has {img.mode}-mode (32-bit) pixels of unknown range; convert it to 8-bit RGB"
+        )
+    return img.convert("RGB")
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Open an image file fully as RGB; an unreadable file raises ConsisError naming it."""
+    """Open an image file fully as 8-bit RGB; an unreadable file raises ConsisError naming it.
+
+    16-bit greyscale PNGs are scaled to 8 bits (``v / 257``, rounded) rather than
+    clipped; an image beyond PIL's decompression-bomb limit is refused.
+    """
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
-            return img.convert("RGB")
+            loaded = img.copy()
+            loaded.format = img.format
     except FileNotFoundError as exc:
         raise ConsisError(f"image file {path} is missing; {_FIX_IMAGE}") from exc
+    except Image.DecompressionBombError as exc:
+        raise ConsisError(
+            f"image {path} is too large to decode safely ({exc}); downscale it or {_FIX_IMAGE}"
+        ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ConsisError(
             f"cannot read image {path} (corrupt or not an image); {_FIX_IMAGE}"
         ) from exc
+    return _to_rgb(loaded, path)
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
@@ -82,7 +106,7 @@ def read_class_names(root: Path, wnids: Sequence[str]) -> list[str]:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise ConsisError(
-                f"{path} is not valid JSON; delete it or regenerate the data set"
+                f"{path} is not valid JSON; fix it, or move it out of {root} (it is optional)"
             ) from exc
         if isinstance(data, dict) and isinstance(data.get("classes"), list):
             data = data["classes"]
@@ -105,6 +129,22 @@ def read_class_names(root: Path, wnids: Sequence[str]) -> list[str]:
 
             names.append(synset_of(w).lemma_names()[0].replace("_", " "))
     return names
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Sorted image files of a class folder; a symbolic link to nothing is refused."""
+    files = []
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in IMAGE_EXTENSIONS or p.name.startswith("."):
+            continue
+        if p.is_symlink() and not p.exists():
+            raise ConsisError(
+                f"{p} is a symbolic link to {os.readlink(p)}, which does not exist; "
+                "restore the target or move the link out of the data folder"
+            )
+        if p.is_file():
+            files.append(p)
+    return files
 
 
 class WnidImageFolder(Dataset):
@@ -134,7 +174,8 @@ class WnidImageFolder(Dataset):
     ------
     ConsisError
         Missing folder, a class folder that is not a WNID or not a WordNet 3.0 noun, a
-        class folder without images; a corrupt image when it is read (see :meth:`verify`).
+        class folder without images, a symbolic link to a missing file; a corrupt,
+        oversized or 32-bit image when it is read (see :meth:`verify`).
 
     Example
     -------
@@ -160,9 +201,9 @@ class WnidImageFolder(Dataset):
         folder = self.root / split
         if not folder.is_dir():
             raise ConsisError(
-                f"image folder {folder} does not exist; create it with "
-                f"`consis data embedded --profile PROFILE --out {self.root}` or point the "
-                "data root at an ImageNet-layout folder (<split>/<wnid>/*.JPEG)"
+                f"image folder {folder} does not exist; point the data root at an ImageNet-layout "
+                "folder (<split>/<wnid>/*.JPEG), or generate the embedded set into a new folder "
+                "with `consis data embedded --profile PROFILE --out NEW_DIR`"
             )
         from consis_lib.wordnet import is_wnid, synset_of
 
@@ -178,7 +219,7 @@ class WnidImageFolder(Dataset):
             if not is_wnid(d.name):
                 raise ConsisError(
                     f"class folder {d} is not a WordNet ID; rename it to its noun WNID "
-                    "(e.g. n02084071) or remove it"
+                    "(e.g. n02084071) or move it out of the split folder"
                 )
             try:
                 synset_of(d.name)
@@ -187,16 +228,10 @@ class WnidImageFolder(Dataset):
         self.wnids: list[str] = [d.name for d in class_dirs]
         self.samples: list[tuple[Path, int]] = []
         for label, d in enumerate(class_dirs):
-            files = sorted(
-                p
-                for p in d.iterdir()
-                if p.suffix.lower() in IMAGE_EXTENSIONS
-                and not p.name.startswith(".")
-                and p.is_file()
-            )
+            files = _image_files(d)
             if not files:
                 raise ConsisError(
-                    f"class folder {d} has no .png/.jpg/.jpeg images; add images or remove it"
+                    f"class folder {d} has no .png/.jpg/.jpeg images; add images or move it out of the split folder"
                 )
             self.samples.extend((p, label) for p in files)
         self.targets: list[int] = [label for _, label in self.samples]

@@ -43,6 +43,7 @@ import importlib
 import io
 import logging
 import xml.etree.ElementTree as ET
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
@@ -380,6 +381,31 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(fh, **arrays)
 
 
+def _read_cache(path: Path, wanted: Sequence[str], size: int) -> dict[str, np.ndarray]:
+    """The cached sprites of one style file; a damaged file yields ``{}`` (re-rendered and rewritten).
+
+    The zip container checks each member's CRC-32 as it is read; every sprite must be
+    ``uint8 [size, size, 4]`` (``none-<emoji>`` entries are empty).
+    """
+    try:
+        with np.load(path) as npz:
+            names = set(npz.files)
+            if all(e in names or f"none-{e}" in names for e in wanted):
+                # read only the members we need (the file may hold every class)
+                cached = {k: npz[k] for k in wanted if k in names}
+            else:
+                cached = {k: npz[k] for k in names}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        log.warning("sprite cache %s is damaged (%s); rendering its sprites again", path, exc.__class__.__name__)
+        return {}
+    for key, arr in cached.items():
+        want = (0,) if key.startswith("none-") else (size, size, 4)
+        if arr.dtype != np.uint8 or arr.shape != want:
+            log.warning("sprite cache %s holds a malformed entry %s; rendering its sprites again", path, key)
+            return {}
+    return cached
+
+
 def load_sprites(
     emojis: Iterable[str],
     styles: Sequence[str] = STYLES,
@@ -420,13 +446,7 @@ def load_sprites(
         if cache_dir is not None:
             path = Path(cache_dir) / "sprites" / f"{style}-{style_version(style)}-{size}.npz"
             if path.exists():
-                with np.load(path) as npz:
-                    names = set(npz.files)
-                    if all(e in names or f"none-{e}" in names for e in wanted):
-                        # read only the members we need (the file may hold every class)
-                        cached = {k: npz[k] for k in wanted if k in names}
-                    else:
-                        cached = {k: npz[k] for k in names}
+                cached = _read_cache(path, wanted, size)
         missing = [e for e in wanted if e not in cached and f"none-{e}" not in cached]
         for e in missing:
             sprite = render_sprite(style, e, size)
