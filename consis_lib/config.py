@@ -234,6 +234,7 @@ def get_profile(name: str) -> Profile:
                 profile="smoke", num_classes=8, train_per_class=40, val_per_class=16, probe_images=48
             ),
             train=TrainConfig(epochs=8, adv_epochs=2, batch_size=32),
+            attack=AttackConfig(targeted_steps=50),
             metric=MetricConfig(min_top=5, bootstrap=100),
             study=StudyConfig(seeds=(0, 1), variants=(Variant("beta10x", beta_factor=10.0),)),
         )
