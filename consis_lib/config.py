@@ -89,7 +89,7 @@ class TrainConfig:
     """Eq. 6 training: ``L = alpha*CE(x) + (1-alpha)*CE(x*) + beta*MSE(phi(x), phi(x*))``.
 
     The default is the paper's raw form (MSE of the raw metric-layer features, the
-    gradient through both sides) fine-tuned from the normal model, with beta = 4:
+    gradient through both sides) fine-tuned from the normal model, with beta = 8:
     the consistent term is then meant to carry about a quarter of the loss during
     fine-tuning (logged per epoch as ``share_consistent``), enough to shape the
     features while the two cross-entropy terms, which keep the classifier
@@ -105,7 +105,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     alpha: float = 0.5
-    beta: float = 4.0
+    beta: float = 8.0
     normalize_features: bool = False
     stop_gradient_clean: bool = False
     finetune_from_normal: bool = True

@@ -232,8 +232,9 @@ def imagenet_baseline(metric: Any, images_per_class: int = 50) -> float:
 
 
 def table1(results: Sequence[SeedResults], paper_baseline: float | None = None) -> pd.DataFrame:
-    """Table 1 (first seed of each arch): mean consis and consis_adv per model, their
-    lift over the permutation baseline (the common scale), the attack-success
+    """Table 1 (first seed of each arch): mean consis and consis_adv per model (plug-in,
+    and ``*_u`` the unbiased pair form), their lift over the permutation baseline
+    (the common scale), the attack-success
     controls, and the paper's values (models ``normal`` and ``adv``), with the paper's
     lift when ``paper_baseline`` (:func:`imagenet_baseline`) is given."""
     paper = paper_table1()
@@ -249,6 +250,7 @@ def table1(results: Sequence[SeedResults], paper_baseline: float | None = None) 
                 dict(
                     arch=key[0], model=MODEL_LABELS[m], units=int(np.isfinite(_values(d["consis"])).sum()),
                     consis=_layer_mean(d["consis"]), consis_adv=_layer_mean(d["consis_adv"]),
+                    consis_u=_layer_mean(d.get("consis_u", [])), consis_adv_u=_layer_mean(d.get("consis_u_adv", [])),
                     lift=_layer_mean(d.get("lift", [])), lift_adv=_layer_mean(d.get("lift_adv", [])),
                     attack_success=d["attack_success"],
                     consis_adv_success=_layer_mean(d["consis_adv_success"]),

@@ -19,7 +19,7 @@ step costs two forward and two backward passes, about twice a clean step
 Strength and collapse guards
 ----------------------------
 The default is the paper's raw form: ``d`` = MSE of the raw features with the
-gradient through both sides, fine-tuned from the normal model, beta = 4 (see
+gradient through both sides, fine-tuned from the normal model, beta = 8 (see
 :class:`~consis_lib.config.TrainConfig` for the share of the loss it targets). Each
 epoch's log holds the mean terms (``ce_clean``, ``ce_adv``, ``consistent``), the
 weighted consistent term ``beta_d`` and each term's share of the loss

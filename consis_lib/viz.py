@@ -356,13 +356,14 @@ def label_distribution(names: Sequence[str], probs: Sequence[float], probs_adv: 
     return fig
 
 
-def views_figure(views: Mapping[str, Sequence[object]]) -> Figure:
+def views_figure(views: Mapping[str, Sequence[object]], bottom: str = "adversarial (FGSM) images") -> Figure:
     """Fig. 3/4: one row per chosen unit, one column per model, each cell the unit's montage.
 
     Parameters
     ----------
     views : model name -> sequence of :class:`consis_lib.explorer.UnitView`
         (same length for every model).
+    bottom : what the montages' bottom rows show, for the figure's title.
     """
     names = list(views)
     n = max((len(v) for v in views.values()), default=0)
@@ -379,7 +380,7 @@ def views_figure(views: Mapping[str, Sequence[object]]) -> Figure:
             v = views[name][i]
             ax.imshow(Image.open(io.BytesIO(v.montage_jpeg)))
             ax.set_title(f"{model_label(name)}, unit {v.unit}\nconsis {v.consis:.3f}, consis_adv {v.consis_adv:.3f}", fontsize=8, color=model_color(name) or "k")
-    fig.suptitle("top: real images with the highest activation; bottom: adversarial (FGSM) images", fontsize=9)
+    fig.suptitle(f"top: real images with the highest activation; bottom: {bottom}", fontsize=9)
     fig.tight_layout()
     return fig
 
