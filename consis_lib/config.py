@@ -113,6 +113,9 @@ class TrainConfig:
     augment: bool = True
     num_workers: int = 0
     seed: int = 0
+    # validation images scored after every epoch for the training log (every k-th
+    # image, 0 = all); Tables 1-3 use the whole validation set
+    val_images: int = 600
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,11 @@ def get_profile(name: str) -> Profile:
             study=StudyConfig(seeds=(0, 1), variants=(Variant("beta10x", beta_factor=10.0),)),
         )
     if name == "default":
-        return Profile(name="default", data=DataConfig(profile="default"))
+        return Profile(
+            name="default",
+            data=DataConfig(profile="default", train_per_class=200),
+            train=TrainConfig(epochs=8, adv_epochs=3),
+        )
     if name == "full":
         return Profile(
             name="full",
