@@ -244,8 +244,9 @@ def get_profile(name: str) -> Profile:
     if name == "default":
         return Profile(
             name="default",
-            data=DataConfig(profile="default", train_per_class=200),
+            data=DataConfig(profile="default", train_per_class=200, val_per_class=75),
             train=TrainConfig(epochs=8, adv_epochs=3),
+            metric=MetricConfig(bootstrap=500),
         )
     if name == "full":
         return Profile(
