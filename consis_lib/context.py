@@ -167,10 +167,9 @@ class ArchContext:
         return list(self.dataset("val").names)
 
     def distances(self) -> np.ndarray:
-        """WordNet distances [C, C] between the classes (for Eq. 2)."""
-        from consis_lib.wordnet import distance_matrix
-
-        return self._memo("dist", lambda: distance_matrix(self.dataset("val").wnids))
+        """WordNet distances [C, C] between the classes (for Eq. 2), cached on disk
+        by the class list (:func:`cached_distances`)."""
+        return self._memo("dist", lambda: cached_distances(list(self.dataset("val").wnids), self.paths.data_cache))
 
     def activations(self, name: str, keep_maps: bool = False) -> Any:
         """``a_n(x)`` on the val images and on their FGSM counterparts (one pass)."""
@@ -320,6 +319,32 @@ class ArchContext:
         out: dict[str, Any] = {"iou_threshold": m["iou_threshold"]}
         out.update({name: d["dissection"] for name, d in m["models"].items() if "dissection" in d})
         return out
+
+
+def cached_distances(wnids: Sequence[str], cache: Path) -> np.ndarray:
+    """:func:`consis_lib.wordnet.distance_matrix` of ``wnids``, kept as
+    ``cache/wordnet-distances-<hash of the WNIDs>.npy`` so that the notebooks of a run
+    load WordNet once, not once per kernel (about 4 s each)."""
+    import hashlib
+
+    from consis_lib.atomic import atomic_path
+    from consis_lib.wordnet import distance_matrix
+
+    key = hashlib.sha256(("wordnet-3.0:" + ",".join(wnids)).encode()).hexdigest()[:16]
+    path = Path(cache) / f"wordnet-distances-{key}.npy"
+    if path.is_file():
+        try:
+            d = np.load(path, allow_pickle=False)
+            if d.shape == (len(wnids), len(wnids)) and np.isfinite(d).all():
+                return d
+        except (OSError, ValueError):
+            pass  # a damaged cache file is recomputed and replaced below
+    d = np.asarray(distance_matrix(list(wnids)), dtype=np.float64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, d, allow_pickle=False)
+    return d
 
 
 def notebook_context(
