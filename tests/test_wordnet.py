@@ -21,7 +21,10 @@ WOLF, BUS = "n02114100", "n02924116"
 
 def test_reader_is_wordnet_30(wordnet):
     assert wordnet.synset("dog.n.01").offset() == 2084071
-    assert cw.load_wordnet() is wordnet  # memoised
+    # memoised per cache folder (other tests load copies from temporary caches, which
+    # may evict the session fixture's entry from the small LRU memo)
+    assert cw.load_wordnet() is cw.load_wordnet()
+    assert cw.load_wordnet().synset("dog.n.01").offset() == 2084071
 
 
 def test_synset_of_known_wnids(wordnet):
