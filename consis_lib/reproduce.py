@@ -20,13 +20,14 @@ scorecard live in :mod:`consis_lib.results` and :mod:`consis_lib.scorecard`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,63 @@ def template_parameters(profile: Profile, template: str) -> dict[str, Any]:
     return {}
 
 
+class StepLog:
+    """The progress bar, per-step wall times and failures of one ``reproduce`` run.
+
+    ``timings`` (seconds per step label) is saved as ``runs/<profile>/timings.json``
+    so a budget can be checked step by step.
+    """
+
+    def __init__(self, total: int, desc: str) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="step")
+        self.timings: dict[str, float] = {}
+        self.failures: list[str] = []
+
+    @contextlib.contextmanager
+    def step(self, label: str, count: int = 1) -> Iterator[None]:
+        """Time the block as ``label``; the bar advances by ``count`` even when it raises."""
+        self.bar.set_postfix_str(label)
+        t0 = time.time()
+        try:
+            yield
+        finally:
+            self.timings[label] = round(time.time() - t0, 1)
+            LOG.info("%s: %.0f s", label, self.timings[label])
+            self.bar.update(count)
+
+    def fail(self, message: str) -> None:
+        LOG.error("%s", message)
+        self.failures.append(message)
+
+    def notebook(self, label: str, template: Path, out: Path, parameters: Mapping[str, Any], root: Path) -> None:
+        with self.step(label):
+            err = execute_notebook(template, out, parameters, root)
+        if err:
+            self.fail(err)
+
+
+def run_arch(log: StepLog, profile: Profile, arch: str, data_root: Path, paths: RunPaths, templates: Sequence[Path]) -> None:
+    """Train and measure every seed of ``arch``, then run its pages (skipped, and
+    counted as failed, when training or measuring fails)."""
+    seed = profile.study.seeds[0]
+    for s in profile.study.seeds_of(arch):
+        try:
+            with log.step(f"train {arch} seed {s}"):
+                train_models(profile, arch, s, data_root, paths)
+            with log.step(f"measure {arch} seed {s}"):
+                measure_and_save(profile, arch, s, paths.root)
+        except Exception as exc:  # keep going: the other archs still run
+            log.fail(f"train/measure {arch} seed {s}: {exc}")
+            log.bar.update(len(templates))
+            return
+    for tpl in templates:
+        # runs_root is relative to root (the kernels run there): no machine paths in the book
+        params = dict(arch=arch, profile=profile.name, seed=seed, runs_root="runs", **template_parameters(profile, tpl.stem))
+        log.notebook(f"{arch} {tpl.stem}", tpl, paths.executed / arch / tpl.name, params, paths.root)
+
+
 def reproduce(
     profile_name: str,
     root: str | Path = ".",
@@ -227,89 +285,53 @@ def reproduce(
 
     The per-arch pages show the first seed of ``profile.study.seeds`` (every arch
     runs it); the summary and its scorecard read every seed's ``measures.json``.
+    No book is built when a step failed.
     """
-    from tqdm.auto import tqdm
-
     profile = get_profile(profile_name)
-    seed = profile.study.seeds[0]
-    root = Path(root).resolve()
-    paths = RunPaths(root, profile.name)
+    paths = RunPaths(Path(root).resolve(), profile.name)
     archs = tuple(archs or profile.archs)
     unknown = [a for a in archs if a not in profile.archs]
     if unknown:
         raise ConsisError(f"unknown arch {unknown}; choose from {', '.join(profile.archs)}")
     templates = per_arch_templates(paths.notebooks)
-    summary = paths.notebooks / "summary.ipynb"
-    data_nb = paths.notebooks / "data.ipynb"
-    comparison = paths.notebooks / "comparison.ipynb"
+    summary, data_nb, comparison = (paths.notebooks / f"{n}.ipynb" for n in ("summary", "data", "comparison"))
     if not templates or not all(p.is_file() for p in (summary, data_nb, comparison)):
         raise ConsisError(f"notebook templates missing in {paths.notebooks}; restore notebooks/*.ipynb from the repository")
-    failures: list[str] = []
     t0 = time.time()
     steps = 2 + sum(2 * len(profile.study.seeds_of(a)) for a in archs) + len(archs) * len(templates) + 2 + int(build)
-    bar = tqdm(total=steps, desc=f"consis reproduce {profile.name}", unit="step")
+    log = StepLog(steps, f"consis reproduce {profile.name}")
+    common = dict(arch="all", profile=profile.name, seed=profile.study.seeds[0], runs_root="runs")
     try:
-        bar.set_postfix_str("data")
-        data_root, _probe_root = prepare_data(profile, paths)
-        bar.update(1)
+        with log.step("data"):
+            data_root, _probe_root = prepare_data(profile, paths)
         clear_earlier_outputs(paths)
         save_json({"profile": profile.name, "archs": list(archs), "config_hash": config_hash(profile)}, paths.runs / "run.json")
-        bar.set_postfix_str("data page")
-        common = dict(arch="all", profile=profile.name, seed=seed, runs_root="runs")  # relative to root (the kernels run there): no machine paths in the book
-        err = execute_notebook(data_nb, paths.executed / "data.ipynb", common, root)
-        if err:
-            LOG.error("%s", err)
-            failures.append(err)
-        bar.update(1)
+        log.notebook("data page", data_nb, paths.executed / "data.ipynb", common, paths.root)
         for arch in archs:
-            seeds = profile.study.seeds_of(arch)
-            try:
-                for s in seeds:
-                    bar.set_postfix_str(f"train {arch} seed {s}")
-                    train_models(profile, arch, s, data_root, paths)
-                    bar.set_postfix_str(f"measure {arch} seed {s}")
-                    measure_and_save(profile, arch, s, root)
-                    bar.update(2)
-            except Exception as exc:  # keep going: the other archs still run
-                LOG.error("training or measuring %s failed: %s", arch, exc)
-                failures.append(f"train/measure {arch}: {exc}")
-                bar.update(2 * len(seeds) + len(templates))
-                continue
-            for tpl in templates:
-                bar.set_postfix_str(f"{arch} {tpl.stem}")
-                params = dict(arch=arch, profile=profile.name, seed=seed, runs_root="runs")  # relative to root (the kernels run there): no machine paths in the book
-                params.update(template_parameters(profile, tpl.stem))
-                err = execute_notebook(tpl, paths.executed / arch / tpl.name, params, root)
-                if err:
-                    LOG.error("%s", err)
-                    failures.append(err)
-                bar.update(1)
+            run_arch(log, profile, arch, data_root, paths, templates)
         for page in (summary, comparison):  # pages over every architecture
-            bar.set_postfix_str(page.stem)
-            err = execute_notebook(page, paths.executed / page.name, dict(common, archs=list(archs)), root)
-            if err:
-                LOG.error("%s", err)
-                failures.append(err)
-            bar.update(1)
-        if not failures:
-            write_results_fragment(profile, archs, root, time.time() - t0)
-        if build and failures:
+            log.notebook(page.stem, page, paths.executed / page.name, dict(common, archs=list(archs)), paths.root)
+        if not log.failures:
+            write_results_fragment(profile, archs, paths.root, time.time() - t0)
+        if build and log.failures:
             LOG.error("the book is not built because a step failed (an earlier book was removed)")
         elif build:
-            bar.set_postfix_str("book")
-            err = build_book(root)
+            with log.step("book"):
+                err = build_book(paths.root)
             if err:
-                failures.append(err)
-            bar.update(1)
+                log.fail(err)
     finally:
-        bar.close()
-    elapsed = time.time() - t0
+        log.bar.close()
+        save_json({"seconds": log.timings, "total": round(time.time() - t0, 1)}, paths.runs / "timings.json")
+    return _report(log.failures, time.time() - t0, paths.book_html if build else paths.executed)
+
+
+def _report(failures: Sequence[str], elapsed: float, where: Path) -> int:
     if failures:
         for f in failures:
             LOG.error("failed: %s", f)
         sys.stdout.write(f"consis reproduce: {len(failures)} step(s) failed after {elapsed:.0f} s; see the messages above\n")
         return 1
-    where = paths.book_html if build else paths.executed
     sys.stdout.write(f"consis reproduce: done in {elapsed:.0f} s; the book is at {where}\n")
     return 0
 

