@@ -109,6 +109,7 @@ from tqdm.auto import tqdm
 
 from consis_lib.atomic import atomic_path, atomic_write_text
 from consis_lib.attacks import fgsm, fgsm_from_grad
+from consis_lib.cache import cache_root
 from consis_lib.config import (
     AttackConfig,
     DataConfig,
@@ -378,11 +379,6 @@ def evaluate(
 # --------------------------------------------------------------------------- data
 
 
-def cache_dir() -> Path:
-    """The cache folder: ``$CONSIS_CACHE`` or ``~/.cache/consis``."""
-    return Path(os.environ.get("CONSIS_CACHE", Path.home() / ".cache" / "consis"))
-
-
 def load_datasets(
     dcfg: DataConfig, data_root: str | Path | None = None, cache: Path | None = None
 ) -> tuple[Dataset, Dataset, list[str]]:
@@ -397,7 +393,7 @@ def load_datasets(
         if dcfg.source == "embedded":
             from consis_lib.data.embedded import prepare_dataset
 
-            data_root = prepare_dataset(dcfg, cache or cache_dir())
+            data_root = prepare_dataset(dcfg, cache or cache_root())
         else:
             data_root = dcfg.root
     root = Path(data_root)

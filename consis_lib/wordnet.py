@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from consis_lib.atomic import clean_stale_temps, temp_name
+from consis_lib.cache import cache_root
 from consis_lib.errors import ConsisError
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,6 @@ _HELP = (
     "WordNet 3.0 files, copied to a local cache), or put nltk's WordNet under a folder on "
     "nltk.data.path (e.g. `python -m nltk.downloader wordnet` while online, or set NLTK_DATA)"
 )
-
-
-def cache_root() -> Path:
-    """The consis cache folder: ``$CONSIS_CACHE`` if set, else ``~/.cache/consis``."""
-    env = os.environ.get("CONSIS_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "consis"
 
 
 def _nltk_wordnet_pointer() -> Any | None:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consis_lib import wordnet as cw
+from consis_lib.cache import cache_root
 from consis_lib.errors import ConsisError
 
 DOG, CAT, CAR = "n02084071", "n02121620", "n02958343"  # dog.n.01, cat.n.01, car.n.01
@@ -212,6 +213,6 @@ def test_unknown_source_rejected():
 
 def test_cache_root_env(monkeypatch, tmp_path):
     monkeypatch.setenv("CONSIS_CACHE", str(tmp_path))
-    assert cw.cache_root() == tmp_path
+    assert cache_root() == tmp_path
     monkeypatch.delenv("CONSIS_CACHE")
-    assert cw.cache_root() == Path.home() / ".cache" / "consis"
+    assert cache_root() == Path.home() / ".cache" / "consis"

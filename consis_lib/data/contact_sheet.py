@@ -19,7 +19,8 @@ from consis_lib.atomic import atomic_path
 from consis_lib.config import DataConfig
 from consis_lib.data.classes import CuratedClass, classes_for_profile
 from consis_lib.data.compose import compose
-from consis_lib.data.embedded import SPRITE_SIZE, default_cache_dir, image_rng
+from consis_lib.cache import cache_root
+from consis_lib.data.embedded import SPRITE_SIZE, image_rng
 from consis_lib.data.sprites import available_styles, load_sprites
 
 __all__ = ["contact_sheet", "save_figure"]
@@ -52,7 +53,7 @@ def contact_sheet(
     composite : bool
         Show one composited validation-style image per cell instead of the bare sprite.
     cache_dir : path, optional
-        Sprite cache, default :func:`~consis_lib.data.embedded.default_cache_dir`.
+        Sprite cache, default :func:`~consis_lib.cache.cache_root`.
     cell_inches : float
         Size of one cell in inches.
 
@@ -64,7 +65,7 @@ def contact_sheet(
     """
     classes = list(classes) if classes is not None else classes_for_profile(cfg)
     styles = tuple(styles) if styles is not None else available_styles()
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else cache_root()
     sprites = load_sprites([c.emoji for c in classes], styles, SPRITE_SIZE, cache)
     rows, cols = len(classes), len(styles)
     fig = Figure(figsize=(1.6 + cols * cell_inches, 0.4 + rows * cell_inches))

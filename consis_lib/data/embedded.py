@@ -40,7 +40,6 @@ import csv
 import io
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from types import MappingProxyType
@@ -50,6 +49,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from consis_lib.cache import cache_root
 from consis_lib.config import DataConfig, config_hash, to_dict
 from consis_lib.data.classes import CuratedClass, classes_for_profile
 from consis_lib.data.compose import compose
@@ -72,7 +72,6 @@ __all__ = [
     "image_rng",
     "generate_embedded",
     "prepare_dataset",
-    "default_cache_dir",
     "atomic_output_dir",
     "save_png",
 ]
@@ -83,12 +82,6 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = 1
 SPLITS: Mapping[str, int] = MappingProxyType({"train": 0, "val": 1, "probe": 2})
 SPRITE_SIZE = 64
-
-
-def default_cache_dir() -> Path:
-    """``$CONSIS_CACHE`` if set, else ``~/.cache/consis`` (shared with the WordNet cache)."""
-    env = os.environ.get("CONSIS_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "consis"
 
 
 def split_styles(cfg: DataConfig, styles: Sequence[str] | None = None) -> dict[str, tuple[str, ...]]:
@@ -181,7 +174,7 @@ def generate_embedded(cfg: DataConfig, out: Path, cache_dir: Path | None = None)
     out : Path
         Destination folder (replaced atomically if it holds an earlier generated set).
     cache_dir : Path, optional
-        Where rendered sprites are cached; default :func:`default_cache_dir`.
+        Where rendered sprites are cached; default :func:`consis_lib.cache.cache_root`.
 
     Returns
     -------
@@ -203,7 +196,7 @@ def generate_embedded(cfg: DataConfig, out: Path, cache_dir: Path | None = None)
     check_output_dir(out, "embedded")  # before any work
     classes = classes_for_profile(cfg)
     styles = split_styles(cfg)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else cache_root()
     sprites = load_sprites([c.emoji for c in classes], styles["val"], SPRITE_SIZE, cache)
     for style in styles["val"]:
         lacking = [c.name for c in classes if c.emoji not in sprites[style]]
@@ -290,7 +283,7 @@ def prepare_dataset(cfg: DataConfig, cache_dir: Path | None = None) -> Path:
         and is generated when absent (generation is atomic, so an existing folder is
         complete).  ``source="folder"``: ``cfg.root`` must hold ``train/`` and ``val/``.
     cache_dir : Path, optional
-        Default :func:`default_cache_dir`.
+        Default :func:`consis_lib.cache.cache_root`.
 
     Returns
     -------
@@ -310,7 +303,7 @@ def prepare_dataset(cfg: DataConfig, cache_dir: Path | None = None) -> Path:
         return root
     if cfg.source != "embedded":
         raise ConsisError(f"DataConfig.source={cfg.source!r} is unknown; use 'embedded' or 'folder'")
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else cache_root()
     root = cache / f"embedded-{config_hash(cfg)}"
     if not root.exists():
         return generate_embedded(cfg, root, cache)

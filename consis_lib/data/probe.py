@@ -65,6 +65,7 @@ from typing import Any, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
+from consis_lib.cache import cache_root
 from consis_lib.config import DataConfig, config_hash
 from consis_lib.data.classes import CuratedClass, classes_for_profile
 from consis_lib.data.compose import SCENES
@@ -72,7 +73,6 @@ from consis_lib.data.embedded import (
     SPLITS,
     SPRITE_SIZE,
     atomic_output_dir,
-    default_cache_dir,
     save_png,
 )
 from consis_lib.data.probe_scene import ProbeScene, compose_probe, plan_objects
@@ -206,7 +206,7 @@ class _ProbeDrawer:
         self.cfg = cfg
         profile = classes_for_profile(cfg)
         self.groups = (profile, _extra_classes(cfg, profile))
-        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        cache = Path(cache_dir) if cache_dir is not None else cache_root()
         styles = available_styles()
         extra_styles = tuple(s for s in styles if s in EXTRA_STYLES) or styles
         self.sprites = tuple(
@@ -331,7 +331,7 @@ def generate_probe(cfg: DataConfig, out: Path, cache_dir: Path | None = None) ->
     out : Path
         Destination folder, written atomically (temporary folder + rename).
     cache_dir : Path, optional
-        Sprite cache; default :func:`consis_lib.data.embedded.default_cache_dir`.
+        Sprite cache; default :func:`consis_lib.cache.cache_root`.
 
     Returns
     -------
@@ -399,7 +399,7 @@ def probe_example(cfg: DataConfig, index: int = 0, cache_dir: Path | None = None
     index : int
         Which image, ``0 <= index < cfg.probe_images``.
     cache_dir : Path, optional
-        Sprite cache; default :func:`consis_lib.data.embedded.default_cache_dir`.
+        Sprite cache; default :func:`consis_lib.cache.cache_root`.
 
     Returns
     -------
@@ -427,7 +427,7 @@ def prepare_probe(cfg: DataConfig, cache_dir: Path | None = None) -> Path:
         generated when absent (atomically, so an existing folder is complete).
         ``source="folder"``: ``cfg.probe_root`` must hold a Broden ``index.csv``.
     cache_dir : Path, optional
-        Default :func:`consis_lib.data.embedded.default_cache_dir`.
+        Default :func:`consis_lib.cache.cache_root`.
     """
     if cfg.source == "folder":
         root = Path(cfg.probe_root)
@@ -439,7 +439,7 @@ def prepare_probe(cfg: DataConfig, cache_dir: Path | None = None) -> Path:
         return root
     if cfg.source != "embedded":
         raise ConsisError(f"DataConfig.source={cfg.source!r} is unknown; use 'embedded' or 'folder'")
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else cache_root()
     root = cache / f"probe-v{PROBE_VERSION}-{config_hash(cfg)}"
     if not (root / "index.csv").is_file():
         generate_probe(cfg, root, cache)
