@@ -16,13 +16,12 @@ from consis_lib.config import MetricConfig
 from consis_lib.consistency import (
     DEFAULT_MIN_ACTIVATING,
     ConsistencyReport,
-    _rank,
-    _weighted_distributions,
     consistency,
     consistency_report,
     label_distributions,
     num_top,
 )
+from consis_lib.consistency_estimators import _rank, _weighted_distributions
 from consis_lib.consistency_stats import (
     baseline_plugin,
     baseline_unbiased,
