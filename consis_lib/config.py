@@ -141,18 +141,26 @@ class MetricConfig:
 
 @dataclass(frozen=True)
 class DissectConfig:
-    """Network dissection (Bau et al. 2017, NetDissect-Lite semantics).
+    """Network dissection (Bau et al. 2017); :mod:`consis_lib.dissect` gives the method.
 
     ``quantile``: per-unit threshold = the top ``quantile`` of activations over all
     spatial positions of all probe images (numpy's exact ``linear`` quantile at
     ``1 - quantile``). ``iou_threshold``: a unit is aligned when its best IoU exceeds
-    it. ``cache_mb``: feature maps and labels of the probe are kept in memory for the
-    tally when they fit in this many MiB (one forward pass), else the probe is read
-    and the model run a second time.
+    it. ``union``: which images add the unit's area to the IoU's union for a label's
+    category: ``"images_with_category"`` (default, the paper's sums) every image that
+    carries a label of the category; ``"mask_meets_category"`` (NetDissect-Lite's
+    code) only those where the unit's mask meets such a label. ``primary_category``:
+    a label's category, ``"count"`` (default) the largest count in ``label.csv``'s
+    cell or ``"coverage"`` (NetDissect-Lite) the largest coverage in
+    ``c_<category>.csv``. ``cache_mb``: feature maps and labels of the probe are kept
+    in memory for the tally when they fit in this many MiB (one forward pass), else
+    the probe is read and the model run a second time.
     """
 
     quantile: float = 0.005
     iou_threshold: float = 0.04
+    union: str = "images_with_category"
+    primary_category: str = "count"
     batch_size: int = 64
     cache_mb: int = 2048
     num_workers: int = 0

@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from consis_lib.atomic import atomic_write_text
+from consis_lib.concepts import CATEGORIES
 from consis_lib.errors import ConsisError
 
 ARCH_NAMES = (("alexnet", "AlexNet"), ("vgg16", "VGG-16"), ("resnet18", "ResNet-18"))
-CATEGORIES = ("color", "texture", "material", "scene", "part", "object")
 # normal; AT = the Eq. 6 fine-tuning schedule with beta = 0 (the control); Eq. 6
 MODELS = ("normal", "at", "adv")
 MODEL_LABELS = {"normal": "normal", "at": "AT (beta = 0)", "adv": "Eq. 6"}

@@ -25,7 +25,6 @@ Example
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
@@ -36,21 +35,25 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from consis_lib.concepts import (
+    BRODEN_COLUMNS,
+    CATEGORIES,
+    check_primary_rule,
+    parse_category_cell,
+    primary_by_count,
+    primary_by_coverage,
+)
 from consis_lib.data.imagefolder import load_image, to_tensor
 from consis_lib.errors import ConsisError
 
 log = logging.getLogger(__name__)
 
-CATEGORIES = ("color", "object", "part", "material", "scene", "texture")
-"""Broden's six concept categories, in the order of ``index.csv``'s columns."""
-
-INDEX_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw") + CATEGORIES
+INDEX_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw") + BRODEN_COLUMNS
 
 _FIX = (
     "point the probe root at a Broden folder (NetDissect's broden1_224) or create one "
     "into a new folder with `consis data probe --profile PROFILE --out NEW_DIR`"
 )
-_CAT_RE = re.compile(r"^\s*([a-z_]+)\s*(?:\((\d+)\))?\s*$")
 
 
 @dataclass
@@ -145,28 +148,6 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
-def _primary_category(cell: str, where: str) -> str:
-    """``"object(12);part(3)"`` -> the category with the largest count (first on ties).
-
-    A category that is not one of Broden's six (:data:`CATEGORIES`) is refused.
-    """
-    best, best_count = "", -1
-    for token in cell.split(";"):
-        if not token.strip():
-            continue
-        m = _CAT_RE.match(token)
-        if m is None:
-            raise ConsisError(f"{where}: bad category cell {cell!r}; expected e.g. 'color(289)'")
-        if m.group(1) not in CATEGORIES:
-            raise ConsisError(
-                f"{where}: unknown category {m.group(1)!r} in {cell!r}; Broden's are {', '.join(CATEGORIES)}"
-            )
-        count = int(m.group(2)) if m.group(2) else 0
-        if count > best_count:
-            best, best_count = m.group(1), count
-    return best
-
-
 class Broden(Dataset):
     """Broden-format probe set (real ``broden1_224``/``broden1_227`` or the embedded probe).
 
@@ -186,8 +167,9 @@ class Broden(Dataset):
 
     Attributes
     ----------
-    labels : DataFrame ``number, name, category`` (each label's primary category).
-    categories : categories present (``category.csv``), in :data:`CATEGORIES` order.
+    labels : DataFrame ``number, name, category``; ``category`` is each label's primary
+        category by count (:meth:`primary_categories` offers NetDissect-Lite's choice).
+    categories : categories present (``category.csv``), in ``index.csv``'s column order.
     category_counts : category -> number of labels in it.
     category_codes : category -> ``c_<category>.csv`` DataFrame (when present).
     index : the selected ``index.csv`` rows.
@@ -245,9 +227,10 @@ class Broden(Dataset):
         if unknown:
             raise ConsisError(
                 f"{self.root / 'category.csv'} names unknown categories {sorted(unknown)}; "
-                f"Broden's are {', '.join(CATEGORIES)}"
+                f"Broden's are {', '.join(BRODEN_COLUMNS)}"
             )
-        self.categories: tuple[str, ...] = tuple(c for c in CATEGORIES if c in present)
+        self.categories: tuple[str, ...] = tuple(c for c in BRODEN_COLUMNS if c in present)
+        self._category_order: tuple[str, ...] = tuple(dict.fromkeys(cat_df["name"]))
         self.category_codes: dict[str, pd.DataFrame] = {}
         for c in self.categories:
             p = self.root / f"c_{c}.csv"
@@ -266,7 +249,8 @@ class Broden(Dataset):
                 "number": numbers.to_numpy(),
                 "name": lab["name"].to_numpy(),
                 "category": [
-                    _primary_category(c, f"{label_path} row {i + 2}") for i, c in enumerate(lab["category"])
+                    primary_by_count(parse_category_cell(c, f"{label_path} row {i + 2}"))
+                    for i, c in enumerate(lab["category"])
                 ],
             }
         )
@@ -366,6 +350,45 @@ class Broden(Dataset):
                 planes.append(lab.astype(np.int32, copy=False))
             pixel[c] = np.stack(planes) if planes else np.zeros((0, sh, sw), dtype=np.int32)
         return pixel
+
+    def primary_categories(self, rule: str = "count") -> list[str]:
+        """Primary category of each row of :attr:`labels`, by ``rule`` (one of
+        :data:`~consis_lib.concepts.PRIMARY_RULES`): ``"count"`` is ``labels.category``;
+        ``"coverage"`` reads ``c_<category>.csv`` (NetDissect-Lite's choice).
+
+        Example
+        -------
+        >>> probe.primary_categories("coverage")[:2]   # ['color', 'part']
+        """
+        check_primary_rule(rule)
+        if rule == "count":
+            return self.labels["category"].tolist()
+        coverage = self._coverage()
+        out = []
+        for num, name, by_count in zip(self.labels["number"], self.labels["name"], self.labels["category"]):
+            if int(num) not in coverage and by_count:
+                raise ConsisError(f"label {num} ({name}) is in no c_<category>.csv of {self.root}; "
+                                  "add it there or use DissectConfig(primary_category='count')")
+            out.append(primary_by_coverage(coverage.get(int(num), {})))
+        return out
+
+    def _coverage(self) -> dict[int, dict[str, float]]:
+        """Label number -> {category: coverage} from every ``c_<category>.csv``, in ``category.csv``'s order."""
+        coverage: dict[int, dict[str, float]] = {}
+        for c in self._category_order:
+            path = self.root / f"c_{c}.csv"
+            df = self.category_codes.get(c)
+            if df is None or "coverage" not in df.columns:
+                raise ConsisError(f"{path} with a coverage column is needed to choose primary categories "
+                                  "by coverage; restore it or use DissectConfig(primary_category='count')")
+            try:
+                values = df["coverage"].astype(float)
+            except ValueError as exc:
+                raise ConsisError(f"{path} has a non-numeric coverage; {_FIX}") from exc
+            for num, cov in zip(df["number"], values):
+                if num > 0:
+                    coverage.setdefault(int(num), {})[c] = float(cov)
+        return coverage
 
     def label_name(self, number: int) -> str:
         """Name of label ``number`` (e.g. ``"red-c"``)."""
