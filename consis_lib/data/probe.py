@@ -66,6 +66,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from consis_lib.cache import cache_root
+from consis_lib.concepts import BRODEN_COLUMNS as CATEGORIES  # index.csv column order
 from consis_lib.config import DataConfig, config_hash
 from consis_lib.data.classes import CuratedClass, classes_for_profile
 from consis_lib.data.compose import SCENES
@@ -97,7 +98,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CATEGORIES = ("color", "object", "part", "material", "scene", "texture")
 #: bump when the probe's output changes for the same config (keys the cache folder)
 PROBE_VERSION = 2
 #: sprite styles of the objects whose class is not one of the profile's

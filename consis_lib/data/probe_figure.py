@@ -22,7 +22,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from consis_lib.data.probe import CATEGORIES, ProbeExample
+from consis_lib.concepts import BRODEN_COLUMNS as CATEGORIES
+from consis_lib.data.probe import ProbeExample
 from consis_lib.data.textures import COLOURS
 from consis_lib.errors import ConsisError
 
