@@ -1,10 +1,12 @@
-"""``consis data ...``: generate the embedded image set, the probe and the contact sheet.
+"""``consis data ...``: generate the embedded image set, the probe, the contact sheet
+and the paper-shaped test set.
 
 Examples
 --------
 ``consis data embedded --profile smoke --out data/smoke``
 ``consis data probe --profile smoke --out data/smoke-probe --seed 1``
 ``consis data sheet --profile default --out contact_sheet.png``
+``consis data paper-layout --out data/paper --classes 4 --per-class 4 --probe-images 12``
 """
 
 from __future__ import annotations
@@ -96,8 +98,37 @@ def _sheet(args: Any) -> int:
     return 0
 
 
+def _paper_layout(args: Any) -> int:
+    from consis_lib.data.paper_layout import PaperLayoutConfig, check_config, check_output, generate_paper_layout
+
+    cfg = check_config(
+        PaperLayoutConfig(classes=args.classes, per_class=args.per_class, probe_images=args.probe_images, seed=args.seed)
+    )
+    if args.cache is not None:
+        output_location(args.cache)
+    check_output(args.out)
+    generate_paper_layout(args.out, cfg, args.cache)
+    return 0
+
+
+def _add_paper_layout(dsub: Any) -> None:
+    p = dsub.add_parser(
+        "paper-layout",
+        help="write DIR/imagenet (ImageNet layout, JPEG) and DIR/broden (Broden layout, 224 px) for the paper profile",
+    )
+    p.add_argument(
+        "--out", required=True, type=Path, help="output folder: new, empty or an earlier `consis data paper-layout` output"
+    )
+    p.add_argument("--classes", type=int, default=4, help="WNID class folders (default 4)")
+    p.add_argument("--per-class", type=int, default=4, help="images per class in each of train/ and val/ (default 4)")
+    p.add_argument("--probe-images", type=int, default=12, help="Broden-layout probe images, 3 or more (default 12)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--cache", type=Path, default=None, help="sprite cache (default $CONSIS_CACHE or ~/.cache/consis)")
+    p.set_defaults(func=_paper_layout)
+
+
 def add_cli(sub: Any) -> None:
-    """Register ``consis data {embedded,probe,sheet}`` on the top-level sub-parsers."""
+    """Register ``consis data {embedded,probe,sheet,paper-layout}`` on the top-level sub-parsers."""
     data = sub.add_parser("data", help="generate the embedded image set and probe")
     dsub = data.add_subparsers(dest="data_command", required=True)
     p = dsub.add_parser("embedded", help="write DIR/train|val/<wnid>/*.png and DIR/classes.json")
@@ -110,3 +141,4 @@ def add_cli(sub: Any) -> None:
     _common(p, "output image (.png, .svg or .pdf)")
     p.add_argument("--composite", action="store_true", help="show composited images, not bare sprites")
     p.set_defaults(func=_sheet)
+    _add_paper_layout(dsub)

@@ -1,0 +1,75 @@
+"""``consis reproduce --profile paper`` end to end on the paper-shaped synthetic set.
+
+The generated ImageNet-layout folder and Broden-layout probe stand in for ILSVRC-2012
+and ``broden1_224``; the "pretrained" weights passed with ``--weights`` are
+torchvision's exact ResNet-18 at random initialisation, with a head for the set's
+classes (no download). Every per-architecture notebook, the summary and the
+comparison page run, and the book is built, through the same command a user runs on
+the real data.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from consis_lib.data.paper_layout import PaperLayoutConfig, generate_paper_layout
+
+REPO = Path(__file__).resolve().parents[1]
+# the paper profile trains with batches of 256 images: the training split holds one
+CFG = PaperLayoutConfig(classes=4, per_class=64, probe_images=24, seed=0)
+PAGES = ("01_training", "02_ambiguity", "03_consistency", "04_dissection", "05_performance", "06_explorer")
+
+
+def _repository_copy(root: Path) -> Path:
+    """The files ``reproduce`` reads (notebooks, book, configuration) in a fresh root."""
+    root.mkdir()
+    for name in ("_config.yml", "_toc.yml", "notebooks", "book"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, symlinks=True, ignore=shutil.ignore_patterns("_build", "runs"))
+        else:
+            shutil.copy(src, root / name)
+    (root / "node_modules").symlink_to(REPO / "node_modules")
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(7200)
+def test_paper_profile_runs_every_notebook_on_the_generated_set(tmp_path: Path) -> None:
+    if not (REPO / "node_modules" / "@jupyter-widgets" / "html-manager" / "dist" / "embed-amd.js").is_file():
+        pytest.skip("widget JavaScript not installed: run `make setup-js` (npm ci)")
+    layout = generate_paper_layout(tmp_path / "data", CFG)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=CFG.classes).state_dict(), weights / "resnet18.pth")
+    root = _repository_copy(tmp_path / "repo")
+    cmd = [
+        sys.executable, "-m", "consis_lib", "reproduce", "--profile", "paper", "--root", str(root), "--arch", "resnet18",
+        "--data", str(layout.imagenet), "--probe", str(layout.broden), "--weights", str(weights),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=7100)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    html = root / "book" / "_build" / "html"
+    assert proc.stdout.strip().splitlines()[-1].endswith(str(html / "index.html"))
+    for page in PAGES:
+        assert (html / "notebooks" / "runs" / "resnet18" / f"{page}.html").is_file(), page
+    assert (html / "notebooks" / "runs" / "summary.html").is_file()
+    measures = json.loads((root / "runs" / "paper" / "resnet18" / "seed0" / "measures.json").read_text())
+    assert measures["identity"]["profile"] == "paper" and measures["layer"] == "layer4"
+    assert set(measures["models"]) >= {"normal", "at", "adv"}
+    for model in ("normal", "at", "adv"):
+        entry = measures["models"][model]
+        assert len(entry["consis"]) == 512 and len(entry["clean_correct"]) == CFG.classes * CFG.per_class
+        for images in ("real", "adversarial"):
+            units = entry["dissection"][images]["units"]
+            assert [u[0] for u in units] == list(range(512))
