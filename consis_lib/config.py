@@ -58,12 +58,15 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture choice. ``scale="paper"`` is torchvision's exact network;
-    ``scale="small"`` is the width-scaled BatchNorm variant for 32/64 px inputs."""
+    ``scale="small"`` is the width-scaled BatchNorm variant for 32/64 px inputs.
+    ``weights``: with ``pretrained``, a folder of state_dicts
+    (:func:`consis_lib.models.weights_file`); ``""`` uses torchvision's weights API."""
 
     arch: str = "resnet18"
     scale: str = "small"
     width_divisor: int = 4
     pretrained: bool = False
+    weights: str = ""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,27 @@
 It exits non-zero when any step failed and ends with a line naming the book.
 The notebooks work through :mod:`consis_lib.context`; the summary's tables and
 scorecard live in :mod:`consis_lib.results` and :mod:`consis_lib.scorecard`.
+
+The ``paper`` profile reads local folders, checked before any work starts::
+
+    consis reproduce --profile paper --data IMAGENET_DIR --probe BRODEN_DIR [--weights DIR]
+
+``IMAGENET_DIR`` holds ``train/<wnid>/`` and ``val/<wnid>/`` (the same WNID class
+folders, images in each), ``BRODEN_DIR`` a Broden folder (``index.csv``,
+``label.csv``, ``category.csv``, ``images/``), and the optional ``DIR`` one
+ImageNet state_dict per architecture, ``alexnet.pth``, ``vgg16.pth`` and
+``resnet18.pth`` (``torch.save(model.state_dict(), ...)`` of torchvision's model;
+torchvision's own file names are accepted too); without it torchvision's weights API
+is used (its ``$TORCH_HOME`` cache when offline). Relative folders are taken from
+the repository root; the defaults are ``data/imagenet`` and ``data/broden1_224``.
+The folders are recorded in ``runs/paper/run.json``; :func:`recorded_profile` gives
+the notebooks the same profile from it. The other profiles generate their images and probe and
+train width-scaled models from scratch, so they refuse these options.
+
+With more than one visible GPU, the ``paper`` profile's models are trained by
+``torchrun --standalone --nproc_per_node=N -m consis_lib train ...`` (DDP, one
+process per GPU, ``CUDA_VISIBLE_DEVICES`` picks the GPUs); the per-GPU batch is the
+profile's batch size / N, so the effective batch stays the profile's.
 """
 
 from __future__ import annotations
@@ -22,7 +43,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -38,6 +61,122 @@ from consis_lib.errors import ConsisError
 from consis_lib.results import save_json
 
 LOG = logging.getLogger(__name__)
+
+RUN_RECORD = "run.json"
+
+# ----------------------------------------------------------------------------- input folders
+
+
+def check_image_folder(folder: Path) -> int:
+    """Check an ImageNet-layout folder without decoding images; returns its class count.
+
+    ``train/`` and ``val/`` must hold the same WNID class folders, each with an image.
+    """
+    from consis_lib.data.imagefolder import IMAGE_EXTENSIONS
+    from consis_lib.wordnet import is_wnid
+
+    if not folder.is_dir():
+        raise ConsisError(f"--data {folder} does not exist: pass an ImageNet-layout folder (train/<wnid>/, val/<wnid>/)")
+    classes = {}
+    for split in ("train", "val"):
+        if not (folder / split).is_dir():
+            raise ConsisError(f"--data {folder} has no {split}/ folder: it needs train/<wnid>/ and val/<wnid>/")
+        classes[split] = sorted(d.name for d in (folder / split).iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not classes[split]:
+            raise ConsisError(f"--data {folder / split} has no class folders: put the images in <wnid>/ folders")
+        bad = [c for c in classes[split] if not is_wnid(c)]
+        if bad:
+            raise ConsisError(f"--data {folder / split}/{bad[0]} is not a WNID class folder: rename it (e.g. n02084071)")
+        for c in classes[split]:
+            with os.scandir(folder / split / c) as files:
+                has_image = any(f.name.lower().endswith(IMAGE_EXTENSIONS) for f in files)
+            if not has_image:
+                raise ConsisError(f"--data {folder / split / c} holds no .png/.jpg/.jpeg image: add images or remove it")
+    if classes["train"] != classes["val"]:
+        odd = sorted(set(classes["train"]) ^ set(classes["val"]))[0]
+        raise ConsisError(f"--data {folder}: train/ and val/ hold different class folders (e.g. {odd}): make them match")
+    return len(classes["train"])
+
+
+def check_broden_folder(folder: Path) -> None:
+    """Check a Broden folder's files and ``index.csv`` header without reading images."""
+    from consis_lib.data.broden import INDEX_COLUMNS
+
+    if not folder.is_dir():
+        raise ConsisError(f"--probe {folder} does not exist: pass a Broden folder (e.g. NetDissect's broden1_224)")
+    for name in ("index.csv", "label.csv", "category.csv", "images"):
+        if not (folder / name).exists():
+            raise ConsisError(f"--probe {folder} has no {name}: pass a Broden folder (index.csv, label.csv, category.csv, images/)")
+    with open(folder / "index.csv", encoding="utf-8") as f:
+        header = [c.strip() for c in f.readline().split(",")]
+    missing = [c for c in INDEX_COLUMNS if c not in header]
+    if missing:
+        raise ConsisError(f"--probe {folder}/index.csv lacks the column(s) {', '.join(missing)}: pass a Broden folder")
+
+
+def with_inputs(profile: Profile, data: str, probe: str, weights: str = "") -> Profile:
+    """``profile`` reading ``data`` (ImageNet layout), ``probe`` (Broden) and ``weights``."""
+    return dataclasses.replace(
+        profile,
+        data=dataclasses.replace(profile.data, root=data, probe_root=probe),
+        model=dataclasses.replace(profile.model, weights=weights),
+    )
+
+
+def run_profile(
+    profile_name: str, root: Path, data: str | Path | None = None, probe: str | Path | None = None,
+    weights: str | Path | None = None, archs: Sequence[str] = (),
+) -> Profile:
+    """The profile of a run with its input folders, each checked (module docstring).
+
+    Relative folders are taken from ``root``; ``archs`` need a file in ``weights``.
+    """
+    from consis_lib.models import weights_file
+
+    profile = get_profile(profile_name)
+    given = [flag for flag, v in (("--data", data), ("--probe", probe), ("--weights", weights)) if v is not None]
+    if profile.data.source != "folder":
+        if given:
+            raise ConsisError(
+                f"{', '.join(given)}: profile {profile.name} generates its images and probe and trains width-scaled "
+                "models from scratch; use --profile paper for local ImageNet/Broden folders and weights"
+            )
+        return profile
+    data_dir, probe_dir = ((root / v).resolve() for v in (data or profile.data.root, probe or profile.data.probe_root))
+    check_image_folder(data_dir)
+    check_broden_folder(probe_dir)
+    weights_dir = (root / Path(weights)).resolve() if weights is not None else None
+    for arch in archs if weights_dir is not None else ():
+        weights_file(arch, weights_dir)
+    return with_inputs(profile, str(data_dir), str(probe_dir), str(weights_dir or ""))
+
+
+def recorded_profile(profile_name: str, runs_root: str | Path) -> Profile:
+    """The profile a ``reproduce`` run used: the named one with the input folders that
+    its ``runs/<profile>/run.json`` records (the profile itself when none are)."""
+    profile = get_profile(profile_name)
+    record = Path(runs_root) / profile.name / RUN_RECORD
+    inputs = json.loads(record.read_text()).get("inputs") if record.is_file() else None
+    return with_inputs(profile, **inputs) if inputs else profile
+
+
+def check_pretrained_heads(profile: Profile, archs: Sequence[str]) -> None:
+    """Refuse weights that do not fit, or a replaced head used untrained (paper scale)."""
+    from consis_lib.models import check_pretrained_head
+    from consis_lib.train_cli import data_wnids
+
+    if profile.data.source == "folder" and profile.model.pretrained:
+        classes = len(data_wnids(profile, None))
+        for arch in archs:
+            check_pretrained_head(dataclasses.replace(profile.model, arch=arch), classes, profile.train.epochs)
+
+
+def run_record(profile: Profile, archs: Sequence[str]) -> dict[str, Any]:
+    """What ``run.json`` holds: the profile, its architectures and hash, and its input folders."""
+    record: dict[str, Any] = {"profile": profile.name, "archs": list(archs), "config_hash": config_hash(profile)}
+    if profile.data.source == "folder":
+        record["inputs"] = {"data": profile.data.root, "probe": profile.data.probe_root, "weights": profile.model.weights}
+    return record
 
 # ----------------------------------------------------------------------------- pipeline
 
@@ -111,40 +250,117 @@ def with_train(profile: Profile, **changes: Any) -> Profile:
     return dataclasses.replace(profile, train=dataclasses.replace(profile.train, **changes))
 
 
+def gpu_count() -> int:
+    """How many CUDA devices this process sees (``CUDA_VISIBLE_DEVICES`` applies)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def train_models(
-    profile: Profile, arch: str, seed: int, data_root: Path, paths: RunPaths, device: str | None = None
+    profile: Profile, arch: str, seed: int, data_root: Path, paths: RunPaths, device: str | None = None, nproc: int = 1
 ) -> dict[str, Path]:
     """Train every model of :func:`model_plan` (adversarial ones fine-tune the normal one).
 
     A checkpoint is reused only when its stored config hash equals this run's
     (``fit(resume=True)`` checks it); any other checkpoint is retrained from the start.
+    With ``nproc > 1`` each model is trained by ``consis train`` under torchrun
+    (:func:`torchrun_fit`) at a per-GPU batch of the profile's batch size / ``nproc``.
 
     Returns
     -------
     model name -> its ``model.pt``.
     """
+    from consis_lib.train import CHECKPOINT
+    from consis_lib.train_cli import on_folder
+
+    if profile.data.source == "folder":
+        profile = on_folder(profile, data_root)
+    if nproc > 1:
+        profile = with_train(profile, batch_size=max(1, profile.train.batch_size // nproc))
+    ckpts: dict[str, Path] = {}
+    for name, prof, adv in model_plan(profile, arch, seed):
+        out = paths.checkpoint_dir(arch, name, seed)
+        init = ckpts["normal"] if adv and prof.train.finetune_from_normal else None
+        if nproc > 1:
+            torchrun_fit(train_argv(prof, arch, adv, data_root, out, init), out, nproc)
+        else:
+            fit_here(prof, arch, adv, data_root, out, init, device)
+        ckpts[name] = out / CHECKPOINT
+    return ckpts
+
+
+def fit_here(
+    prof: Profile, arch: str, adv: bool, data_root: Path, out: Path, init: Path | None, device: str | None
+) -> None:
+    """Train one model in this process, holding ``out``'s lock; a checkpoint of
+    another configuration is retrained from the start."""
     from consis_lib.outputs import claim_output_dir, output_lock, write_marker, writer_id
     from consis_lib.train import CHECKPOINT, fit
     from consis_lib.train import LOG as TRAIN_LOG
 
-    ckpts: dict[str, Path] = {}
     files = (CHECKPOINT, TRAIN_LOG)
-    for name, prof, adv in model_plan(profile, arch, seed):
-        out = paths.checkpoint_dir(arch, name, seed)
-        init = ckpts["normal"] if adv and prof.train.finetune_from_normal else None
-        kw = dict(arch=arch, adv=adv, data_root=data_root, init=init, device=device, progress=False)
-        claim_output_dir(out, "train", writer_id(__name__), expected=files)
-        with output_lock(out, "consis reproduce"):
-            try:
-                res = fit(prof, out, resume=(out / CHECKPOINT).is_file(), **kw)
-            except ConsisError as exc:
-                if "another configuration" not in str(exc):
-                    raise
-                LOG.info("%s: config changed, retraining from scratch", out)
-                res = fit(prof, out, resume=False, **kw)
-            write_marker(out, "train", writer_id(__name__), expected=files)
-        ckpts[name] = Path(res.checkpoint)
-    return ckpts
+    kw = dict(arch=arch, adv=adv, data_root=data_root, init=init, device=device, progress=False)
+    claim_output_dir(out, "train", writer_id(__name__), expected=files)
+    with output_lock(out, "consis reproduce"):
+        try:
+            fit(prof, out, resume=(out / CHECKPOINT).is_file(), **kw)
+        except ConsisError as exc:
+            if "another configuration" not in str(exc):
+                raise
+            LOG.info("%s: config changed, retraining from scratch", out)
+            fit(prof, out, resume=False, **kw)
+        write_marker(out, "train", writer_id(__name__), expected=files)
+
+
+_TRAIN_OPTIONS = ("alpha", "beta", "epochs", "adv_epochs", "lr", "adv_lr", "batch_size", "seed", "num_workers")
+
+
+def train_argv(prof: Profile, arch: str, adv: bool, data_root: Path, out: Path, init: Path | None) -> list[str]:
+    """``consis train`` arguments that rebuild ``prof`` exactly.
+
+    Raises ConsisError when the command line cannot express ``prof`` (checked with
+    the command's own parser and :func:`consis_lib.train_cli.train_profile`).
+    """
+    from consis_lib.cli import build_parser
+    from consis_lib.train_cli import train_profile
+
+    base = get_profile(prof.name)
+    argv = ["train", "--profile", prof.name, "--arch", arch, "--data", str(data_root), "--out", str(out)]
+    for name in _TRAIN_OPTIONS:
+        if getattr(prof.train, name) != getattr(base.train, name):
+            argv += ["--" + name.replace("_", "-"), repr(getattr(prof.train, name))]
+    if prof.attack.eps != base.attack.eps:
+        argv += ["--eps", repr(prof.attack.eps)]
+    switches = {
+        "--adv": adv, "--from-scratch": not prof.train.finetune_from_normal,
+        "--normalize-features": prof.train.normalize_features, "--stop-gradient-clean": prof.train.stop_gradient_clean,
+        "--no-pretrained": base.model.pretrained and not prof.model.pretrained,
+    }
+    argv += [flag for flag, on in switches.items() if on]
+    argv += ["--weights", prof.model.weights] if prof.model.weights else []
+    argv += ["--init", str(init)] if init is not None else []
+    want = dataclasses.replace(prof, model=dataclasses.replace(prof.model, arch=arch))
+    if train_profile(build_parser().parse_args(argv)) != want:
+        raise ConsisError(f"`consis train` options cannot express the configuration of {out}: train it on one GPU")
+    return argv
+
+
+def torchrun_fit(argv: Sequence[str], out: Path, nproc: int) -> None:
+    """Run ``consis train`` under torchrun on ``nproc`` processes; a checkpoint in
+    ``out`` is resumed, or retrained from the start when its configuration differs."""
+    from consis_lib.train import CHECKPOINT
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "consis_lib", *argv]
+    resume = (out / CHECKPOINT).is_file()
+    proc = subprocess.run(cmd + ["--resume"] * resume, capture_output=True, text=True)
+    if proc.returncode != 0 and resume and "another configuration" in proc.stderr:
+        LOG.info("%s: config changed, retraining from scratch", out)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.splitlines()
+        reason = next((ln for ln in reversed(lines) if "consis: error:" in ln), lines[-1] if lines else "no output")
+        raise ConsisError(f"torchrun training of {out} failed (exit {proc.returncode}): {reason.strip()}")
 
 
 def measure_and_save(profile: Profile, arch: str, seed: int, root: Path) -> Path:
@@ -248,16 +464,21 @@ class StepLog:
             self.fail(err)
 
 
-def run_arch(log: StepLog, profile: Profile, arch: str, data_root: Path, paths: RunPaths, templates: Sequence[Path]) -> None:
+def run_arch(
+    log: StepLog, profile: Profile, arch: str, data_root: Path, paths: RunPaths, templates: Sequence[Path], nproc: int = 1
+) -> None:
     """Train and measure every seed of ``arch``, then run its pages (skipped, and
-    counted as failed, when training or measuring fails)."""
+    counted as failed, when training or measuring fails). ``nproc > 1``: train under
+    torchrun, and hand this process's cached GPU memory back before each training."""
     seed = profile.study.seeds[0]
     for s in profile.study.seeds_of(arch):
         try:
             with log.step(f"train {arch} seed {s}"):
-                train_models(profile, arch, s, data_root, paths)
+                train_models(profile, arch, s, data_root, paths, nproc=nproc)
             with log.step(f"measure {arch} seed {s}"):
                 measure_and_save(profile, arch, s, paths.root)
+            if nproc > 1:
+                _release_gpu_memory()
         except Exception as exc:  # keep going: the other archs still run
             log.fail(f"train/measure {arch} seed {s}: {exc}")
             log.bar.update(len(templates))
@@ -268,11 +489,23 @@ def run_arch(log: StepLog, profile: Profile, arch: str, data_root: Path, paths: 
         log.notebook(f"{arch} {tpl.stem}", tpl, paths.executed / arch / tpl.name, params, paths.root)
 
 
+def _release_gpu_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
 def reproduce(
     profile_name: str,
     root: str | Path = ".",
     archs: Sequence[str] | None = None,
     build: bool = True,
+    data: str | Path | None = None,
+    probe: str | Path | None = None,
+    weights: str | Path | None = None,
 ) -> int:
     """Run the whole pipeline for a profile; returns the process exit code (0 = success).
 
@@ -282,17 +515,22 @@ def reproduce(
     root : repository root (holds ``notebooks/``, ``book/``; ``runs/`` is written here).
     archs : subset of the profile's architectures (default: all of them).
     build : also build the book.
+    data, probe, weights : ``paper`` only: the ImageNet-layout folder, the Broden
+        folder and the folder of state_dicts (module docstring); checked first.
 
     The per-arch pages show the first seed of ``profile.study.seeds`` (every arch
     runs it); the summary and its scorecard read every seed's ``measures.json``.
     No book is built when a step failed.
     """
-    profile = get_profile(profile_name)
-    paths = RunPaths(Path(root).resolve(), profile.name)
-    archs = tuple(archs or profile.archs)
-    unknown = [a for a in archs if a not in profile.archs]
+    base = get_profile(profile_name)
+    paths = RunPaths(Path(root).resolve(), base.name)
+    archs = tuple(archs or base.archs)
+    unknown = [a for a in archs if a not in base.archs]
     if unknown:
-        raise ConsisError(f"unknown arch {unknown}; choose from {', '.join(profile.archs)}")
+        raise ConsisError(f"unknown arch {unknown}; choose from {', '.join(base.archs)}")
+    profile = run_profile(profile_name, paths.root, data, probe, weights, archs)
+    check_pretrained_heads(profile, archs)
+    nproc = gpu_count() if profile.model.scale == "paper" else 1
     templates = per_arch_templates(paths.notebooks)
     summary, data_nb, comparison = (paths.notebooks / f"{n}.ipynb" for n in ("summary", "data", "comparison"))
     if not templates or not all(p.is_file() for p in (summary, data_nb, comparison)):
@@ -305,10 +543,10 @@ def reproduce(
         with log.step("data"):
             data_root, _probe_root = prepare_data(profile, paths)
         clear_earlier_outputs(paths)
-        save_json({"profile": profile.name, "archs": list(archs), "config_hash": config_hash(profile)}, paths.runs / "run.json")
+        save_json(run_record(profile, archs), paths.runs / RUN_RECORD)
         log.notebook("data page", data_nb, paths.executed / "data.ipynb", common, paths.root)
         for arch in archs:
-            run_arch(log, profile, arch, data_root, paths, templates)
+            run_arch(log, profile, arch, data_root, paths, templates, nproc)
         for page in (summary, comparison):  # pages over every architecture
             log.notebook(page.stem, page, paths.executed / page.name, dict(common, archs=list(archs)), paths.root)
         if not log.failures:
@@ -338,14 +576,30 @@ def _report(failures: Sequence[str], elapsed: float, where: Path) -> int:
 
 def _cli(args: argparse.Namespace) -> int:
     logging.getLogger("papermill").setLevel(logging.WARNING)  # one progress bar, not a line per cell
-    return reproduce(args.profile, root=args.root, archs=args.arch or None, build=not args.no_book)
+    return reproduce(
+        args.profile, root=args.root, archs=args.arch or None, build=not args.no_book,
+        data=args.data, probe=args.probe, weights=args.weights,
+    )
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
-    """Register ``consis reproduce --profile P [--arch A ...] [--no-book]``."""
-    p = sub.add_parser("reproduce", help="data -> train -> notebooks -> book, for one profile")
+    """Register ``consis reproduce --profile P [--arch A ...] [--no-book] [--data D --probe B --weights W]``."""
+    p = sub.add_parser(
+        "reproduce", help="data -> train -> notebooks -> book, for one profile",
+        description="Run the whole pipeline for one profile. The paper profile reads local folders: "
+        "consis reproduce --profile paper --data IMAGENET_DIR --probe BRODEN_DIR [--weights DIR]. "
+        "With N > 1 visible GPUs its models train under torchrun --standalone --nproc_per_node=N "
+        "-m consis_lib train (DDP; per-GPU batch = batch size / N).",
+    )
     p.add_argument("--profile", default="default", choices=("smoke", "default", "full", "paper"))
     p.add_argument("--arch", action="append", help="only this architecture (repeatable)")
     p.add_argument("--root", default=".", help="repository root (default: current folder)")
     p.add_argument("--no-book", action="store_true", help="stop after the notebooks")
+    p.add_argument("--data", default=None,
+                   help="paper profile: ImageNet-layout folder, train/<wnid>/ and val/<wnid>/ (default: data/imagenet)")
+    p.add_argument("--probe", default=None,
+                   help="paper profile: Broden folder, index.csv, label.csv, category.csv, images/ (default: data/broden1_224)")
+    p.add_argument("--weights", default=None,
+                   help="paper profile: folder of ImageNet state_dicts alexnet.pth, vgg16.pth, resnet18.pth "
+                   "(default: torchvision's weights API, its $TORCH_HOME cache when offline)")
     p.set_defaults(func=_cli)

@@ -11,14 +11,27 @@ Before a single batch is trained the command checks, each failing with one line:
 * ``--out``: a folder that is new, empty or an earlier ``consis train`` output
   (:func:`consis_lib.outputs.claim_output_dir`), writable, on a disk with room for a
   checkpoint; and that no other ``consis train`` writes into it (a lock file that is
-  released on exit; a lock of a process that no longer runs is taken over).
+  released on exit; a lock of a process that no longer runs is taken over);
+* pretrained weights (paper scale): torchvision's, or ``--weights DIR`` holding
+  ``<arch>.pth`` state_dicts (:func:`consis_lib.models.weights_file`), whose keys
+  and shapes must fit the architecture; a classifier head of another class count
+  is replaced (a warning), and refused when the normal model trains 0 epochs.
 
 Only then :func:`consis_lib.train.fit` runs; at the end the output's manifest is
 updated. Under ``torchrun`` only rank 0 claims and locks the folder.
 
-Example
--------
+A profile that reads local folders (``paper``) is trained on ``--data DIR`` (default:
+its own ``DataConfig.root``); the absolute folder is part of the run's configuration
+(and of its checkpoint's hash), the probe folder is not (training never reads it).
+
+Examples
+--------
 ``consis train --arch resnet18 --profile smoke --out runs/smoke/resnet18/normal``
+
+On N GPUs of one machine (DDP; one process per GPU, per-GPU batch = ``--batch-size``)::
+
+    torchrun --standalone --nproc_per_node=N -m consis_lib train --arch resnet18 --profile paper \\
+        --data IMAGENET_DIR --weights WEIGHTS_DIR --out runs/paper/resnet18/seed0/normal
 """
 
 from __future__ import annotations
@@ -37,11 +50,11 @@ from consis_lib import checks
 from consis_lib.config import Profile, get_profile
 from consis_lib.data.imagefolder import IMAGE_EXTENSIONS
 from consis_lib.errors import ConsisError
-from consis_lib.models import ARCHS, build_model
+from consis_lib.models import ARCHS, build_model, check_pretrained_head
 from consis_lib.outputs import check_output_dir, claim_output_dir, output_lock, write_marker, writer_id
 from consis_lib.train import CHECKPOINT, LOG, fit
 
-__all__ = ["add_cli", "train_profile", "data_wnids", "check_init", "checkpoint_bytes", "RESUME_HINT"]
+__all__ = ["add_cli", "train_profile", "on_folder", "data_wnids", "check_init", "check_weights", "checkpoint_bytes", "RESUME_HINT"]
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +89,30 @@ def train_profile(args: argparse.Namespace) -> Profile:
             tr[name] = value
     if args.from_scratch:
         tr["finetune_from_normal"] = False
+    for flag in ("normalize_features", "stop_gradient_clean"):
+        if getattr(args, flag):
+            tr[flag] = True
     at = {"eps": args.eps} if args.eps is not None else {}
     prof = dataclasses.replace(
         prof, train=dataclasses.replace(prof.train, **tr), attack=dataclasses.replace(prof.attack, **at)
     )
+    model: dict[str, Any] = {"arch": args.arch}
     if args.no_pretrained:
-        prof = dataclasses.replace(prof, model=dataclasses.replace(prof.model, pretrained=False))
-    return dataclasses.replace(prof, model=dataclasses.replace(prof.model, arch=args.arch))
+        model["pretrained"] = False
+    if args.weights is not None:
+        model["weights"] = str(Path(args.weights).resolve())
+    prof = dataclasses.replace(prof, model=dataclasses.replace(prof.model, **model))
+    return on_folder(prof, args.data) if prof.data.source == "folder" else prof
+
+
+def on_folder(prof: Profile, data: str | Path | None) -> Profile:
+    """A folder profile set to train on ``data`` (default: its ``DataConfig.root``).
+
+    The absolute folder becomes ``DataConfig.root``; ``probe_root`` is cleared, as
+    training never reads the probe, so moving the probe does not retrain a model.
+    """
+    root = Path(data if data is not None else prof.data.root).resolve()
+    return dataclasses.replace(prof, data=dataclasses.replace(prof.data, root=str(root), probe_root=""))
 
 
 def data_wnids(prof: Profile, data_root: str | Path | None) -> list[str]:
@@ -202,10 +232,26 @@ def _check_run(args: argparse.Namespace) -> Profile:
         )
     if args.init is not None:
         check_init(args.init, prof, wnids)
+    check_weights(args, prof, len(wnids))
     need = checkpoint_bytes(prof, len(wnids))
     checks.output_location(args.out)
     checks.free_space(args.out, int(need * 1.1), "a checkpoint")
     return prof
+
+
+def check_weights(args: argparse.Namespace, prof: Profile, num_classes: int) -> None:
+    """Refuse ``--weights`` where no pretrained model is built, and pretrained weights
+    that do not fit (:func:`consis_lib.models.check_pretrained_head`)."""
+    mcfg, tcfg = prof.model, prof.train
+    if args.weights is not None and not (mcfg.pretrained and mcfg.scale == "paper"):
+        raise ConsisError(
+            f"--weights needs pretrained torchvision models: profile {prof.name} builds {mcfg.scale}-scale models"
+            + (" and --no-pretrained was given" if args.no_pretrained else "")
+            + "; drop --weights"
+        )
+    pretrained_start = args.init is None and (not args.adv or tcfg.finetune_from_normal)
+    if pretrained_start:
+        check_pretrained_head(mcfg, num_classes, tcfg.adv_epochs if args.adv else tcfg.epochs)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -242,7 +288,8 @@ def add_cli(sub: Any) -> None:
         "train",
         help="train a normal or adversarial (Eq. 6) model",
         description="Train AlexNet/VGG-16/ResNet-18 normally or with Eq. 6 (--adv). "
-        "Works under torchrun (DDP).",
+        "On N GPUs: torchrun --standalone --nproc_per_node=N -m consis_lib train ... "
+        "(DDP, one process per GPU, per-GPU batch = --batch-size).",
     )
     p.add_argument("--arch", required=True, choices=ARCHS)
     p.add_argument("--profile", default="default", choices=("smoke", "default", "full", "paper"))
@@ -253,6 +300,12 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue OUT/model.pt")
     p.add_argument("--from-scratch", action="store_true", help="--adv without fine-tuning from a normal model")
     p.add_argument("--no-pretrained", action="store_true", help="paper scale: random initial weights")
+    p.add_argument("--weights", default=None,
+                   help="paper scale: folder of ImageNet state_dicts named <arch>.pth (default: torchvision's weights API)")
+    p.add_argument("--normalize-features", dest="normalize_features", action="store_true",
+                   help="Eq. 6: compare L2-normalised features (collapse guard)")
+    p.add_argument("--stop-gradient-clean", dest="stop_gradient_clean", action="store_true",
+                   help="Eq. 6: the clean features are a fixed target (collapse guard)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available)")
     p.add_argument("--alpha", type=float, default=None, help="Eq. 6 weight of the clean loss, in [0, 1]")
     p.add_argument("--beta", type=float, default=None, help="Eq. 6 weight of the consistent term, >= 0")

@@ -15,7 +15,14 @@ from consis_lib import models
 from consis_lib.config import ModelConfig
 from consis_lib.errors import ConsisError
 from consis_lib.hooks import capture, count_hooks
-from consis_lib.models import ARCHS, Normalize, build_model, metric_layer, model_from_config
+from consis_lib.models import (
+    ARCHS,
+    Normalize,
+    build_model,
+    check_pretrained_head,
+    metric_layer,
+    model_from_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +158,112 @@ def test_pretrained_uses_cached_weights(tmp_path, monkeypatch) -> None:
     model10 = build_model("resnet18", 10, scale="paper", pretrained=True)
     assert torch.equal(model10.layer4[1].conv2.weight, ref.layer4[1].conv2.weight)
     assert model10.fc.out_features == 10
+
+
+# --------------------------------------------------------------------------- local weights (--weights DIR)
+
+
+@pytest.fixture(scope="module")
+def imagenet_state() -> dict[str, torch.Tensor]:
+    """A full-size torchvision ResNet-18 state_dict (1000 classes) at random weights."""
+    torch.manual_seed(7)
+    return torchvision.models.resnet18().state_dict()
+
+
+def _weights_dir(folder, state: dict[str, torch.Tensor], name: str = "resnet18.pth"):
+    folder.mkdir(exist_ok=True)
+    torch.save(state, folder / name)
+    return folder
+
+
+def _states_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", ["resnet18.pth", "resnet18-f37072fd.pth"])
+def test_weights_folder_loads_exactly(tmp_path, monkeypatch, imagenet_state, name: str, caplog) -> None:
+    monkeypatch.setattr(models, "_probe_url", lambda *a, **k: pytest.fail("must not touch the network"))
+    folder = _weights_dir(tmp_path / "w", imagenet_state, name)
+    with caplog.at_level("WARNING", logger="consis_lib.models"):
+        model = build_model("resnet18", 1000, scale="paper", pretrained=True, weights=folder)
+    assert _states_equal(model.state_dict(), imagenet_state)
+    assert not caplog.records
+    mcfg = ModelConfig(arch="resnet18", scale="paper", width_divisor=1, pretrained=True, weights=str(folder))
+    assert _states_equal(model_from_config(mcfg, 1000, 224).state_dict(), imagenet_state)
+
+
+def test_head_of_another_class_count_is_replaced_with_a_warning(tmp_path, imagenet_state, caplog) -> None:
+    folder = _weights_dir(tmp_path / "w", imagenet_state)
+    with caplog.at_level("WARNING", logger="consis_lib.models"):
+        model = build_model("resnet18", 10, scale="paper", pretrained=True, weights=folder)
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "head fc replaced (1000 -> 10 classes)" in record.getMessage()
+    own = model.state_dict()
+    assert model.fc.out_features == 10
+    assert all(torch.equal(own[k], v) for k, v in imagenet_state.items() if not k.startswith("fc."))
+
+
+def test_untrained_replaced_head_is_refused(tmp_path, imagenet_state) -> None:
+    folder = _weights_dir(tmp_path / "w", imagenet_state)
+    mcfg = ModelConfig(arch="resnet18", scale="paper", width_divisor=1, pretrained=True, weights=str(folder))
+    with pytest.raises(ConsisError, match="has 1000 classes, the data 10, and the normal model trains 0 epochs"):
+        check_pretrained_head(mcfg, 10, normal_epochs=0)
+    check_pretrained_head(mcfg, 10, normal_epochs=2)  # the head is trained
+    check_pretrained_head(mcfg, 1000, normal_epochs=0)  # the head is the weights' own
+    check_pretrained_head(ModelConfig(arch="resnet18"), 10, normal_epochs=0)  # nothing pretrained
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda s: s.pop("layer1.0.conv1.weight"), "missing layer1.0.conv1.weight"),
+        (lambda s: s.update(extra=torch.zeros(1)), "unexpected extra"),
+        (lambda s: s.update({"conv1.weight": torch.zeros(64, 3, 3, 3)}), "conv1.weight is (64, 3, 3, 3), the model needs (64, 3, 7, 7)"),
+    ],
+)
+def test_weights_that_do_not_fit_are_refused(tmp_path, imagenet_state, change, expected: str) -> None:
+    state = dict(imagenet_state)
+    change(state)
+    folder = _weights_dir(tmp_path / "w", state)
+    with pytest.raises(ConsisError, match="pretrained weights do not fit torchvision's resnet18") as exc:
+        build_model("resnet18", 1000, scale="paper", pretrained=True, weights=folder)
+    assert expected in str(exc.value) and "\n" not in str(exc.value)
+    mcfg = ModelConfig(arch="resnet18", scale="paper", pretrained=True, weights=str(folder))
+    with pytest.raises(ConsisError, match=expected.replace("(", "\\(").replace(")", "\\)")):
+        check_pretrained_head(mcfg, 1000, normal_epochs=1)
+
+
+def test_weights_folder_without_the_file_or_with_another_file(tmp_path) -> None:
+    folder = tmp_path / "w"
+    folder.mkdir()
+    with pytest.raises(ConsisError, match=r"weights folder .*/w has no resnet18.pth or resnet18-f37072fd.pth"):
+        build_model("resnet18", 1000, scale="paper", pretrained=True, weights=folder)
+    with pytest.raises(ConsisError, match="does not exist"):
+        build_model("resnet18", 1000, scale="paper", pretrained=True, weights=tmp_path / "none")
+    torch.save({"epoch": 3}, folder / "resnet18.pth")
+    with pytest.raises(ConsisError, match="is not a state_dict"):
+        build_model("resnet18", 1000, scale="paper", pretrained=True, weights=folder)
+    with pytest.raises(ConsisError, match="only for scale='paper'"):
+        build_model("resnet18", 10, weights=folder)
+
+
+def test_train_command_checks_the_weights_first(tmp_path, imagenet_state, capsys) -> None:
+    """``consis train --weights``: refused for small models, and for an untrained replaced head."""
+    from PIL import Image
+
+    from consis_lib.cli import main
+
+    folder = _weights_dir(tmp_path / "w", imagenet_state)
+    small = ["train", "--arch", "resnet18", "--profile", "smoke", "--weights", str(folder), "--out", str(tmp_path / "a")]
+    assert main(small) == 2
+    assert "--weights needs pretrained torchvision models: profile smoke builds small-scale models" in capsys.readouterr().err
+    for split in ("train", "val"):
+        for wnid in ("n02084071", "n02958343"):
+            (tmp_path / "d" / split / wnid).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / "d" / split / wnid / "0.png")
+    paper = ["train", "--arch", "resnet18", "--profile", "paper", "--data", str(tmp_path / "d"), "--batch-size", "2",
+             "--device", "cpu", "--weights", str(folder), "--out", str(tmp_path / "b")]
+    assert main(paper) == 2
+    err = capsys.readouterr().err
+    assert "has 1000 classes, the data 2, and the normal model trains 0 epochs" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
