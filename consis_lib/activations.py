@@ -1,10 +1,32 @@
-"""Per-unit activations of one layer over a data set (the input of Eq. 1).
+"""Per-unit activations of one layer over a data set (the input of Eq. 1), in one streaming pass.
 
 A *unit* (neuron) is one channel of a conv layer. Its activation on an image is
 the spatial maximum of the channel's map (DESIGN section 2; the spatial mean is an
 option). One pass over a loader gives the ``[N, K]`` activation table, the labels,
 the model's predictions and, optionally, the same quantities for adversarial
 counterparts of every image, so ``consis`` and ``consis_adv`` come from one pass.
+Per-unit top images come from a running merge (:class:`RunningTopK`), and the
+maps of the few images a figure shows from a second pass over just those images
+(:func:`unit_map`, :func:`layer_maps`).
+
+Memory
+------
+With ``N`` images, ``K`` units, batches of ``B`` images of ``3 x H x W`` and layer
+maps of ``K x h x w``, the peak of :func:`unit_activations` is
+
+* growing with ``N``, the per-unit tables only: ``acts`` and ``adv_acts``
+  (float32, ``4 K`` bytes per image each) and ``labels``, ``preds``, ``adv_preds``
+  (int64, 24 bytes per image): ``8 K + 24`` bytes per image, held twice for a moment
+  while the per-batch pieces are concatenated at the end;
+* independent of ``N``: the model's weights; one batch of images (``12 B H W`` bytes
+  for ``x``, as many for ``x*`` and for FGSM's input gradient); the layer's maps
+  of one batch (``4 B K h w`` bytes) and the forward and backward activations of one
+  batch; what the loader prefetches (``num_workers x prefetch_factor`` batches).
+
+Paper scale (ImageNet val, N = 50,000; VGG-16 ``features.29``, K = 512): the tables
+take 50,000 x (8 x 512 + 24) bytes = 206 MB (412 MB during the final
+concatenation); the images themselves (30 GB as float32) are never all in memory.
+:class:`RunningTopK` keeps ``K x (k + B)`` values and indices (12 bytes each).
 
 Example
 -------
@@ -16,8 +38,9 @@ Example
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,10 +68,8 @@ class Activations:
     acts : Tensor [N, K] float32, ``a_n(x)`` per image and unit.
     labels : Tensor [N] int64, the images' class labels.
     preds : Tensor [N] int64, the model's predicted class per image.
-    maps : Tensor [N, K, h, w] or None, the layer's maps (``keep_maps=True``).
     adv_acts : Tensor [N, K] or None, ``a_n(x*)`` of the adversarial counterparts.
     adv_preds : Tensor [N] or None, predictions on the adversarial counterparts.
-    adv_maps : Tensor [N, K, h, w] or None, maps of the adversarial counterparts.
     layer : the layer name the activations come from.
     reduce : ``"max"`` or ``"mean"``.
     """
@@ -56,10 +77,8 @@ class Activations:
     acts: torch.Tensor
     labels: torch.Tensor
     preds: torch.Tensor
-    maps: torch.Tensor | None = None
     adv_acts: torch.Tensor | None = None
     adv_preds: torch.Tensor | None = None
-    adv_maps: torch.Tensor | None = None
     layer: str = ""
     reduce: str = "max"
 
@@ -74,6 +93,10 @@ class Activations:
         if self.adv_preds is None:
             return None
         return float((self.adv_preds == self.labels).float().mean()) if len(self.labels) else float("nan")
+
+    def state(self) -> dict[str, Any]:
+        """The fields as a dict of tensors and strings (``Activations(**state)`` rebuilds it)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def reduce_maps(maps: torch.Tensor, reduce: str = "max") -> torch.Tensor:
@@ -118,13 +141,20 @@ def _split_batch(batch: object) -> tuple[torch.Tensor, torch.Tensor | None]:
     )
 
 
+def _batches(loader: Iterable, dev: torch.device, desc: str, progress: bool) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """``(x on dev in channels_last, y on the CPU; -1 where the data carry no labels)`` per batch."""
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        x, y = _split_batch(batch)
+        x = channels_last(x.to(dev, non_blocking=True))
+        yield x, torch.full((x.shape[0],), -1, dtype=torch.long) if y is None else y.cpu().long()
+
+
 def unit_activations(
     model: nn.Module,
     loader: Iterable,
     layer: str,
     reduce: str = "max",
     device: torch.device | str | None = None,
-    keep_maps: bool = False,
     attack: AttackFn | None = None,
     progress: bool = True,
 ) -> Activations:
@@ -133,11 +163,10 @@ def unit_activations(
     Parameters
     ----------
     model : the network; inputs are [0, 1] images (normalisation is inside).
-    loader : iterable of ``(x [B,3,H,W] in [0,1], y [B])`` batches.
+    loader : iterable of ``(x [B,3,H,W] in [0,1], y [B])`` batches, read once.
     layer : dotted module name (see :func:`consis_lib.models.metric_layer`).
     reduce : ``"max"`` (spatial max, the default of DESIGN section 2) or ``"mean"``.
     device : where to run; default the model's device. Results come back on the CPU.
-    keep_maps : also return the full maps ``[N, K, h, w]`` (memory!).
     attack : optional ``attack(model, x, y) -> x_adv``; when given, the same pass
         also scores the adversarial counterpart of every image (``consis_adv``).
     progress : show a tqdm bar.
@@ -145,7 +174,8 @@ def unit_activations(
     Returns
     -------
     Activations with ``acts [N, K]``, ``labels [N]``, ``preds [N]`` and, with an
-    attack, ``adv_acts [N, K]`` and ``adv_preds [N]``.
+    attack, ``adv_acts [N, K]`` and ``adv_preds [N]``. Peak memory: see the module
+    docstring (only these tables grow with ``N``).
 
     The model is put in eval mode for the pass and its mode restored afterwards;
     no hook outlives the call.
@@ -161,50 +191,167 @@ def unit_activations(
     dev = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
-    acts, labels, preds, maps = [], [], [], []
-    adv_acts, adv_preds, adv_maps = [], [], []
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("acts", "labels", "preds", "adv_acts", "adv_preds")}
     try:
         with capture(model, [layer]) as feats:
-            for batch in tqdm(loader, desc=f"activations {layer}", disable=not progress, leave=False):
-                x, y = _split_batch(batch)
-                x = channels_last(x.to(dev, non_blocking=True))
-                if y is None:
-                    y = torch.full((x.shape[0],), -1, dtype=torch.long)
+            for x, y in _batches(loader, dev, f"activations {layer}", progress):
                 with torch.no_grad():
                     out = model(x)
-                fmap = feats[layer]
-                acts.append(reduce_maps(fmap, reduce).float().cpu())
-                preds.append(out.argmax(1).cpu())
-                labels.append(y.cpu().long())
-                if keep_maps:
-                    maps.append(fmap.float().cpu())
+                parts["acts"].append(reduce_maps(feats[layer], reduce).float().cpu())
+                parts["preds"].append(out.argmax(1).cpu())
+                parts["labels"].append(y)
                 if attack is not None:
                     x_adv = attack(model, x, y.to(dev))
                     model.eval()
                     with torch.no_grad():
                         out_adv = model(x_adv)
-                    fmap = feats[layer]
-                    adv_acts.append(reduce_maps(fmap, reduce).float().cpu())
-                    adv_preds.append(out_adv.argmax(1).cpu())
-                    if keep_maps:
-                        adv_maps.append(fmap.float().cpu())
+                    parts["adv_acts"].append(reduce_maps(feats[layer], reduce).float().cpu())
+                    parts["adv_preds"].append(out_adv.argmax(1).cpu())
     finally:
         model.train(was_training)
-    if not acts:
+    if not parts["acts"]:
         raise ConsisError("the loader yielded no images; check the data folder or the split name")
-    res = Activations(
-        acts=torch.cat(acts),
-        labels=torch.cat(labels),
-        preds=torch.cat(preds),
-        maps=torch.cat(maps) if keep_maps else None,
-        adv_acts=torch.cat(adv_acts) if attack is not None else None,
-        adv_preds=torch.cat(adv_preds) if attack is not None else None,
-        adv_maps=torch.cat(adv_maps) if (keep_maps and attack is not None) else None,
-        layer=layer,
-        reduce=reduce,
-    )
+    tables = {k: torch.cat(v) if v else None for k, v in parts.items()}
+    res = Activations(**tables, layer=layer, reduce=reduce)
     log.debug("activations of %s: %s", layer, tuple(res.acts.shape))
     return res
+
+
+def transfer_activations(
+    source: nn.Module,
+    models: Mapping[str, nn.Module],
+    loader: Iterable,
+    layer: str,
+    attack: AttackFn,
+    reduce: str = "max",
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> dict[str, torch.Tensor]:
+    """``a_n(x*)`` of every model on the *source* model's adversarial images, one pass.
+
+    The shared-set control of ``consis_adv`` (DESIGN section 2): ``x* = attack(source,
+    x, y)`` per batch, then each model's activations on the same ``x*``. Only one
+    batch of ``x*`` exists at a time; the result is a ``[N, K]`` table per model.
+
+    Example
+    -------
+    >>> shared = transfer_activations(normal, {"adv": adv}, loader, "layer4", fgsm_attack(8 / 255))
+    >>> shared["adv"].shape   # [N, K]
+    """
+    if not models:
+        raise ConsisError("no models to score on the shared adversarial set; pass at least one")
+    dev = torch.device(device) if device is not None else model_device(source)
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in models}
+    for x, y in _batches(loader, dev, f"shared adversarial set {layer}", progress):
+        batch = [(attack(source, x, y.to(dev)), y)]
+        for name, model in models.items():
+            out[name].append(unit_activations(model, batch, layer, reduce=reduce, device=dev, progress=False).acts)
+    if not out[next(iter(models))]:
+        raise ConsisError("the loader yielded no images; check the data folder or the split name")
+    return {name: torch.cat(parts) for name, parts in out.items()}
+
+
+class RunningTopK:
+    """Per unit, the ``k`` largest values of a stream of ``[B, K]`` rows and their row indices.
+
+    Each :meth:`update` merges the kept ``[k, K]`` with the new rows by a stable
+    descending sort, so ties keep the earlier row, exactly as a stable sort of the
+    whole column would. Memory: ``K x (k + B)`` values and indices, whatever the
+    number of rows.
+
+    Example
+    -------
+    >>> top = RunningTopK(2)
+    >>> top.update(torch.tensor([[1.0], [3.0]])); top.update(torch.tensor([[3.0]]))
+    >>> top.result()
+    (tensor([[1, 2]]), tensor([[3., 3.]]))
+    """
+
+    def __init__(self, k: int) -> None:
+        if k < 1:
+            raise ConsisError(f"top k must be >= 1, got {k}")
+        self.k, self.seen = k, 0
+        self.values: torch.Tensor | None = None
+        self.index: torch.Tensor | None = None
+
+    def update(self, rows: torch.Tensor) -> None:
+        """Merge the next rows ``[B, K]`` (row ``i`` of this call is row ``seen + i`` of the stream)."""
+        rows = torch.as_tensor(rows)
+        if rows.dim() != 2:
+            raise ConsisError(f"rows must be [B, K] activations, got shape {tuple(rows.shape)}")
+        ids = torch.arange(self.seen, self.seen + rows.shape[0])[:, None].expand_as(rows)
+        self.seen += rows.shape[0]
+        if self.values is not None:
+            rows, ids = torch.cat([self.values, rows]), torch.cat([self.index, ids])
+        order = torch.sort(rows, dim=0, descending=True, stable=True).indices[: self.k]
+        self.values, self.index = rows.gather(0, order), ids.gather(0, order)
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(index [K, k'], values [K, k'])`` best first, ``k' = min(k, rows seen)``."""
+        if self.values is None:
+            raise ConsisError("no rows were merged; pass at least one image's activations")
+        return self.index.t().contiguous(), self.values.t().contiguous()
+
+
+def top_k_per_unit(acts: torch.Tensor, k: int, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each unit's ``k`` top images of an activation table, merged ``chunk`` rows at a time.
+
+    Equal to the first ``k`` rows of ``torch.sort(acts, dim=0, descending=True,
+    stable=True)`` (transposed), without sorting all ``N x K`` entries at once.
+
+    Returns
+    -------
+    ``(index [K, k'], values [K, k'])``, ``k' = min(k, N)``.
+
+    Example
+    -------
+    >>> top_k_per_unit(torch.tensor([[1.0, 5.0], [3.0, 5.0], [2.0, 0.0]]), 2)[0]
+    tensor([[1, 2],
+            [0, 1]])
+    """
+    top = RunningTopK(k)
+    for i in range(0, acts.shape[0], chunk):
+        top.update(acts[i : i + chunk])
+    return top.result()
+
+
+def layer_maps(model: nn.Module, layer: str, x: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    """The maps ``[B, K, h, w]`` (float32, CPU) of ``layer`` on one batch ``x [B, 3, H, W]``.
+
+    Example
+    -------
+    >>> layer_maps(model, "layer4", x[:8]).shape   # [8, K, h, w]
+    """
+    dev = torch.device(device) if device is not None else model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with capture(model, [layer]) as feats, torch.no_grad():
+            model(channels_last(x.to(dev)))
+    finally:
+        model.train(was_training)
+    return feats[layer].float().cpu()
+
+
+def unit_map(
+    model: nn.Module, layer: str, images: torch.Tensor, units: torch.Tensor, device: torch.device | str | None = None, batch: int = 128
+) -> torch.Tensor:
+    """The map of unit ``units[i]`` on image ``images[i]``: ``[n, h, w]`` (a figure's highlights).
+
+    Only ``batch`` images' full maps exist at a time.
+
+    Example
+    -------
+    >>> unit_map(model, "layer4", x[:4], torch.tensor([7, 7, 7, 7])).shape   # [4, h, w]
+    """
+    units = torch.as_tensor(units, dtype=torch.long)
+    if len(units) != len(images):
+        raise ConsisError(f"{len(units)} units for {len(images)} images; pass one unit per image")
+    out = []
+    for i in range(0, len(images), batch):
+        maps = layer_maps(model, layer, images[i : i + batch], device)
+        out.append(maps[torch.arange(maps.shape[0]), units[i : i + batch]])
+    return torch.cat(out) if out else torch.empty(0)
 
 
 def fgsm_attack(eps: float) -> AttackFn:

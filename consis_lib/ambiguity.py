@@ -16,6 +16,9 @@ Pipeline
 3. :func:`top_activating` picks each unit's top images (optionally among the
    successful examples only).
 
+:func:`targeted_per_class` runs steps 0-2 on a data set, reading only the chosen
+images, batch by batch; :func:`farthest_target_example` runs Eq. 4 on one image.
+
 Success rate
 ------------
 An example *succeeds* when the model classifies the stored (8-bit) image as its
@@ -43,7 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from consis_lib.activations import _split_batch, model_device
+from consis_lib.activations import Activations, _split_batch, model_device
 from consis_lib.attacks import attack_mode, targeted_attack
 from consis_lib.config import AttackConfig
 from consis_lib.errors import ConsisError
@@ -284,3 +287,57 @@ def top_activating(acts: torch.Tensor, k: int, among: torch.Tensor | None = None
         a = a[mask]
     order = torch.argsort(a, dim=0, descending=True, stable=True)[:k]
     return idx[order].t().contiguous() if a.dim() == 2 else idx[order]
+
+
+def targeted_per_class(
+    model: nn.Module,
+    dataset: Dataset,
+    labels: torch.Tensor,
+    per_class: int,
+    distances: np.ndarray,
+    cfg: AttackConfig,
+    layer: str,
+    reduce: str = "max",
+    batch_size: int = 128,
+) -> tuple[TargetedExamples, Activations]:
+    """Eq. 4 examples of the first ``per_class`` images of every class, and ``a_n`` on them.
+
+    The images are read from ``dataset`` (``labels [N]`` are its labels, known without
+    decoding) ``batch_size`` at a time; each stops at its first successful step
+    (``stop_on_success``). Returns ``(examples, activations of the stored images)``.
+
+    Example
+    -------
+    >>> ex, acts = targeted_per_class(model, val, labels, 4, distances, profile.attack, "layer4")
+    >>> top_activating(acts.acts, 4, among=ex.success)
+    """
+    from torch.utils.data import Subset
+
+    from consis_lib.activations import unit_activations
+
+    chosen = DataLoader(Subset(dataset, per_class_indices(labels, per_class).tolist()), batch_size=batch_size)
+    ex = targeted_examples(model, chosen, None, distances, cfg, progress=False, stop_on_success=True)
+    acts = unit_activations(model, ex.loader(batch_size), layer, reduce=reduce, progress=False)
+    return ex, acts
+
+
+def farthest_target_example(model: nn.Module, x: torch.Tensor, y: int, distances: np.ndarray, cfg: AttackConfig) -> dict[str, object]:
+    """Eq. 4 on one image ``x [3, H, W]`` of class ``y``, target = the class WordNet puts farthest.
+
+    Runs ``cfg.targeted_steps`` Adam steps (no early stop). Returns ``x``, ``x_adv``
+    (CPU), class indices ``label``, ``target``, ``pred_before``, ``pred_after``, the
+    L2 distance and ``success`` (``pred_after == target``).
+    """
+    from consis_lib.attacks import targeted_l2
+
+    dev = model_device(model)
+    target = int(farthest_targets(torch.tensor([y]), distances)[0])
+    xb = x[None].to(dev)
+    x_adv = targeted_l2(model, xb, torch.tensor([target], device=dev), cfg.targeted_lambda, cfg.targeted_steps, cfg.targeted_lr)
+    with attack_mode(model), torch.no_grad():
+        before, after = (int(model(v).argmax(1)) for v in (xb, x_adv))
+    x_adv = x_adv[0].cpu()
+    return dict(
+        x=x, x_adv=x_adv, label=y, target=target, pred_before=before, pred_after=after,
+        l2=float((x_adv - x).norm()), success=after == target,
+    )

@@ -1,25 +1,40 @@
-"""What the notebooks work on: the run's folders and, per architecture, its data,
-models and measurements, each computed once on first use (:class:`ArchContext`).
+"""What the notebooks work on: the run's folders (:class:`RunPaths`) and, per
+architecture and seed, an :class:`ArchContext` that hands out its data, models and
+measurements.
+
+The context names things and remembers them; it computes nothing itself. Each
+measurement is a function of the module that owns it (activations, consistency,
+dissection, ambiguity, robustness), called with the context's data and models.
+The costly ones (the activation pass, the shared-set control, the Eq. 4 examples)
+are kept on disk in ``runs/<profile>/<arch>/seed<k>/cache/`` under the identity of
+their inputs (:mod:`consis_lib.run_cache`: the checkpoint's SHA-256, the data set's
+files, the settings), so that the notebooks of a run share them; a file whose key
+does not match is computed again.
+
+Memory: images are read from the data set when needed, batch by batch for passes
+(:meth:`ArchContext.loader`) and by index for figures (:meth:`ArchContext.images`);
+what grows with the number of validation images is the per-unit tables only (the
+model in :mod:`consis_lib.activations`).
 
 Example
 -------
 >>> ctx = notebook_context("smoke", "resnet18", "runs")
->>> model = ctx.model("adv")
+>>> ctx.activations("adv").acts.shape   # [N, K], from the cache when the run has it
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from consis_lib.config import Profile, get_profile
+from consis_lib.config import Profile, get_profile, to_dict
 from consis_lib.errors import ConsisError
 from consis_lib.results import MODELS, arch_label
+
 
 @dataclass(frozen=True)
 class RunPaths:
@@ -47,6 +62,10 @@ class RunPaths:
         """Folder of one model (``normal``, ``at``, ``adv`` or a study variant) of one seed."""
         return self.seed_dir(arch, seed) / model
 
+    def cache_dir(self, arch: str, seed: int = 0) -> Path:
+        """``seed<k>/cache``: measurements shared by the seed's notebooks, keyed by their inputs."""
+        return self.seed_dir(arch, seed) / "cache"
+
     @property
     def notebooks(self) -> Path:
         return self.root / "notebooks"
@@ -61,9 +80,10 @@ class RunPaths:
 
 
 class ArchContext:
-    """What a per-arch notebook needs: data, the two models, the metric layer.
+    """The data, models and measurements of one (profile, arch, seed), each made once.
 
-    Built by :func:`notebook_context`; every property is computed on first use.
+    Built by :func:`notebook_context`. ``arch=None`` gives the data-only context of
+    the data page.
 
     Example
     -------
@@ -84,29 +104,19 @@ class ArchContext:
         self.paths = RunPaths(Path(runs_root).resolve().parent, profile.name)
         self.out = self.paths.seed_dir(arch, seed) if arch else self.paths.runs
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self._cache: dict[str, Any] = {}
+        self._made: dict[Any, Any] = {}
 
-    def _memo(self, key: str, make: Any) -> Any:
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
+    def _once(self, key: Any, make: Callable[[], Any]) -> Any:
+        if key not in self._made:
+            self._made[key] = make()
+        return self._made[key]
+
+    # ------------------------------------------------------------------ names
 
     @property
     def label(self) -> str:
         """Display name, e.g. ``ResNet-18``."""
         return arch_label(self.arch)
-
-    @property
-    def data_root(self) -> Path:
-        from consis_lib.data.embedded import prepare_dataset
-
-        return self._memo("data_root", lambda: Path(prepare_dataset(self.profile.data, self.paths.data_cache)))
-
-    @property
-    def probe_root(self) -> Path:
-        from consis_lib.data.probe import prepare_probe
-
-        return self._memo("probe_root", lambda: Path(prepare_probe(self.profile.data, self.paths.data_cache)))
 
     @property
     def layer(self) -> str:
@@ -115,110 +125,197 @@ class ArchContext:
 
         return metric_layer(self.arch, self.profile.model.scale)
 
+    # ------------------------------------------------------------------ data
+
+    @property
+    def data_root(self) -> Path:
+        from consis_lib.data.embedded import prepare_dataset
+
+        return self._once("data_root", lambda: Path(prepare_dataset(self.profile.data, self.paths.data_cache)))
+
+    @property
+    def probe_root(self) -> Path:
+        from consis_lib.data.probe import prepare_probe
+
+        return self._once("probe_root", lambda: Path(prepare_probe(self.profile.data, self.paths.data_cache)))
+
     def dataset(self, split: str = "val") -> Any:
-        """The ``WnidImageFolder`` of ``split`` (images [3,H,W] in [0,1], labels)."""
+        """The ``WnidImageFolder`` of ``split`` (images [3,H,W] in [0,1], labels); nothing decoded yet."""
         from consis_lib.data.imagefolder import WnidImageFolder
 
-        return self._memo(f"ds-{split}", lambda: WnidImageFolder(self.data_root, split, image_size=self.profile.data.image_size))
+        size = self.profile.data.image_size
+        return self._once(("dataset", split), lambda: WnidImageFolder(self.data_root, split, image_size=size))
 
-    def tensors(self, split: str = "val") -> tuple[Any, Any]:
-        """All images ``[N, 3, H, W]`` and labels ``[N]`` of ``split``, decoded once and kept."""
+    def labels(self, split: str = "val") -> Any:
+        """The labels ``[N]`` (int64) of ``split``, from the folder names (no image is read)."""
         import torch
 
-        def make() -> tuple[Any, Any]:
-            ds = self.dataset(split)
-            items = [ds[i] for i in range(len(ds))]
-            return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
+        return torch.tensor(self.dataset(split).targets, dtype=torch.long)
 
-        return self._memo(f"tensors-{split}", make)
+    def images(self, index: Sequence[int] | Any, split: str = "val") -> Any:
+        """The images ``[n, 3, H, W]`` at ``index`` of ``split``, read from disk now (a figure's few images)."""
+        import torch
 
-    def loader(self, split: str = "val") -> Any:
-        """A deterministic (unshuffled) DataLoader over the preloaded :meth:`tensors`."""
-        from torch.utils.data import DataLoader, TensorDataset
+        ds = self.dataset(split)
+        return torch.stack([ds[int(i)][0] for i in index])
 
-        return DataLoader(TensorDataset(*self.tensors(split)), batch_size=self.profile.dissect.batch_size, shuffle=False)
+    def loader(self, split: str = "val", subset: Sequence[int] | None = None) -> Any:
+        """A deterministic (unshuffled) DataLoader reading ``split`` (or its ``subset`` of
+        indices) batch by batch: the profile's evaluation batch size and data workers."""
+        from torch.utils.data import DataLoader, Subset
 
-    def model(self, name: str) -> Any:
-        """A trained model of this seed (eval mode, on ``self.device``): ``"normal"``,
-        ``"at"`` (beta = 0), ``"adv"`` (Eq. 6) or a study variant's name."""
-        from consis_lib.train import load_checkpoint
+        ds = self.dataset(split)
+        data = ds if subset is None else Subset(ds, list(subset))
+        batch, workers = self.profile.dissect.batch_size, self.profile.train.num_workers
+        return DataLoader(data, batch_size=batch, shuffle=False, num_workers=workers)
 
-        known = MODELS + tuple(v.name for v in self.profile.study.variants)
-        if name not in known:
-            raise ConsisError(f"unknown model {name!r}; use one of {', '.join(known)}")
+    def tensors(self, split: str = "val") -> tuple[Any, Any]:
+        """Every image ``[N, 3, H, W]`` and label ``[N]`` of ``split`` in memory at once.
 
-        def make() -> Any:
-            m, _meta = load_checkpoint(self.paths.checkpoint_dir(self.arch, name, self.seed), arch=self.arch)
-            return m.to(self.device).eval()
-
-        return self._memo(f"model-{name}", make)
-
-    def train_logs(self) -> dict[str, list[dict[str, Any]]]:
-        """The per-epoch training log of each model (``log.jsonl``)."""
-        logs = {}
-        for name in MODELS:
-            f = self.paths.checkpoint_dir(self.arch, name, self.seed) / "log.jsonl"
-            if not f.is_file():
-                raise ConsisError(f"{f} is missing; train with `consis reproduce --profile {self.profile.name}`")
-            logs[name] = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-        return logs
+        For small sets only (32 px smoke runs); the library's own passes stream
+        (:meth:`loader`, :meth:`images`, :meth:`labels`).
+        """
+        return self.images(range(len(self.dataset(split))), split), self.labels(split)
 
     def class_names(self) -> list[str]:
         return list(self.dataset("val").names)
 
     def distances(self) -> np.ndarray:
-        """WordNet distances [C, C] between the classes (for Eq. 2), cached on disk
-        by the class list (:func:`cached_distances`)."""
-        return self._memo("dist", lambda: cached_distances(list(self.dataset("val").wnids), self.paths.data_cache))
+        """WordNet distances [C, C] between the classes (Eq. 2), cached on disk by the class list."""
+        from consis_lib.run_cache import cached_distances
 
-    def activations(self, name: str, keep_maps: bool = False) -> Any:
-        """``a_n(x)`` on the val images and on their FGSM counterparts (one pass)."""
-        from consis_lib.activations import fgsm_attack, unit_activations
-
-        def make() -> Any:
-            return unit_activations(
-                self.model(name), self.loader("val"), self.layer, reduce=self.profile.metric.activation,
-                device=self.device, keep_maps=keep_maps, attack=fgsm_attack(self.profile.attack.eps), progress=False,
-            )
-
-        return self._memo(f"acts-{name}-{keep_maps}", make)
-
-    def unit_consistency(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Per-unit ``consis(n)`` and ``consis_adv(n)`` [K] (Eq. 1-3 at the defaults, no bootstrap).
-
-        The same numbers as :meth:`consistency` gives per unit, without its
-        confidence intervals and sweeps (used by the explorer).
-        """
-        from consis_lib.consistency import consistency, label_distributions
-        from consis_lib.wordnet import correlation_matrix
-
-        def make() -> tuple[np.ndarray, np.ndarray]:
-            acts, m = self.activations(name), self.profile.metric
-            A = correlation_matrix(self.distances(), m.sigma)
-            C = A.shape[0]
-            out = []
-            for a in (acts.acts, acts.adv_acts):
-                P = label_distributions(a, acts.labels, C, m.top_fraction, m.min_top)
-                out.append(np.asarray(consistency(P, A), float))
-            return out[0], out[1]
-
-        return self._memo(f"unit-cons-{name}", make)
-
-    def consistency(self, name: str) -> Any:
-        """Eq. 1-3 report (consis, consis_adv per unit, means with bootstrap CIs, sweeps)."""
-        from consis_lib.consistency import consistency_report
-
-        return self._memo(
-            f"cons-{name}",
-            lambda: consistency_report(self.activations(name), self.distances(), self.profile.metric, seed=self.profile.train.seed),
-        )
+        return self._once("dist", lambda: cached_distances(list(self.dataset("val").wnids), self.paths.data_cache))
 
     def probe(self) -> Any:
         """The Broden-format probe set (embedded or real) at the profile's image size."""
         from consis_lib.data.broden import Broden
 
         size = self.profile.data.image_size
-        return self._memo("probe", lambda: Broden(self.probe_root, image_size=size))
+        return self._once("probe", lambda: Broden(self.probe_root, image_size=size))
+
+    # ------------------------------------------------------------------ models and identities
+
+    def model(self, name: str) -> Any:
+        """A trained model of this seed (eval mode, on ``self.device``): ``"normal"``,
+        ``"at"`` (beta = 0), ``"adv"`` (Eq. 6) or a study variant's name."""
+        from consis_lib.train import load_checkpoint
+
+        self._check_model(name)
+
+        def make() -> Any:
+            m, _meta = load_checkpoint(self.paths.checkpoint_dir(self.arch, name, self.seed), arch=self.arch)
+            return m.to(self.device).eval()
+
+        return self._once(("model", name), make)
+
+    def _check_model(self, name: str) -> None:
+        known = MODELS + tuple(v.name for v in self.profile.study.variants)
+        if name not in known:
+            raise ConsisError(f"unknown model {name!r}; use one of {', '.join(known)}")
+
+    def model_identity(self, name: str) -> str:
+        """SHA-256 of the model's checkpoint file (part of every cache key)."""
+        from consis_lib.measures import file_sha256
+        from consis_lib.train import CHECKPOINT
+
+        self._check_model(name)
+        path = self.paths.checkpoint_dir(self.arch, name, self.seed) / CHECKPOINT
+        return self._once(("model_identity", name), lambda: file_sha256(path))
+
+    def data_identity(self, split: str = "val") -> str:
+        """SHA-256 of the split's files (:func:`consis_lib.run_cache.dataset_identity`)."""
+        from consis_lib.run_cache import dataset_identity
+
+        return self._once(("data_identity", split), lambda: dataset_identity(self.dataset(split)))
+
+    def _cached(self, file: str, what: str, models: Sequence[str], settings: dict[str, Any], compute: Callable[[], dict]) -> dict:
+        """``compute()`` kept in ``cache/<file>`` under the models', the data's and ``settings``' identity."""
+        from consis_lib.run_cache import cached
+
+        key = dict(
+            what=what, models={m: self.model_identity(m) for m in models}, data=self.data_identity("val"),
+            layer=self.layer, batch_size=self.profile.dissect.batch_size, device=self.device.type, **settings,
+        )
+        return cached(self.paths.cache_dir(self.arch, self.seed) / file, key, compute)
+
+    # ------------------------------------------------------------------ measurements kept on disk
+
+    def activations(self, name: str) -> Any:
+        """``a_n(x)`` on the val images and on their FGSM counterparts (one streaming pass; cached)."""
+        from consis_lib.activations import Activations, fgsm_attack, unit_activations
+
+        metric, eps = self.profile.metric, self.profile.attack.eps
+
+        def compute() -> dict:
+            res = unit_activations(
+                self.model(name), self.loader("val"), self.layer, reduce=metric.activation, device=self.device,
+                attack=fgsm_attack(eps), progress=False,
+            )
+            return res.state()
+
+        settings = dict(reduce=metric.activation, fgsm_eps=eps)
+        return self._once(
+            ("acts", name), lambda: Activations(**self._cached(f"{name}-activations.pt", "activations", [name], settings, compute))
+        )
+
+    def shared_activations(self, names: Sequence[str]) -> dict[str, Any]:
+        """``a_n`` ``[N, K]`` of each model on the normal model's FGSM images (the shared-set
+        control of ``consis_adv``; one streaming pass, cached)."""
+        from consis_lib.activations import fgsm_attack, transfer_activations
+
+        metric, eps, names = self.profile.metric, self.profile.attack.eps, list(names)
+
+        def compute() -> dict:
+            models = {n: self.model(n) for n in names}
+            return transfer_activations(
+                self.model("normal"), models, self.loader("val"), self.layer, fgsm_attack(eps), reduce=metric.activation,
+                device=self.device, progress=False,
+            )
+
+        settings = dict(reduce=metric.activation, fgsm_eps=eps, source="normal")
+        return self._once(
+            ("shared", tuple(names)),
+            lambda: self._cached(f"shared-activations-{'-'.join(names)}.pt", "shared activations", ["normal", *names], settings, compute),
+        )
+
+    def targeted(self, name: str, per_class: int = 4) -> tuple[Any, Any]:
+        """Eq. 4 examples of ``per_class`` validation images of every class (target: the
+        WordNet-farthest class; each image stops at its first successful step) and the
+        model's activations on them: ``(TargetedExamples, Activations)`` (cached)."""
+        from consis_lib.activations import Activations
+        from consis_lib.ambiguity import TargetedExamples, targeted_per_class
+
+        def compute() -> dict:
+            ex, acts = targeted_per_class(
+                self.model(name), self.dataset("val"), self.labels("val"), per_class, self.distances(), self.profile.attack,
+                self.layer, reduce=self.profile.metric.activation,
+            )
+            return {"examples": {f.name: getattr(ex, f.name) for f in fields(ex)}, "activations": acts.state()}
+
+        def make() -> tuple[Any, Any]:
+            settings = dict(per_class=per_class, attack=to_dict(self.profile.attack), reduce=self.profile.metric.activation)
+            value = self._cached(f"{name}-targeted-{per_class}.pt", "targeted", [name], settings, compute)
+            return TargetedExamples(**value["examples"]), Activations(**value["activations"])
+
+        return self._once(("targeted", name, per_class), make)
+
+    # ------------------------------------------------------------------ measurements kept in memory
+
+    def unit_consistency(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-unit ``consis(n)`` and ``consis_adv(n)`` [K] (Eq. 1-3 at the defaults, no bootstrap;
+        :func:`consis_lib.explorer.unit_consistency`)."""
+        from consis_lib.explorer import unit_consistency
+
+        return self._once(("unit-cons", name), lambda: unit_consistency(self.activations(name), self.distances(), self.profile.metric))
+
+    def consistency(self, name: str) -> Any:
+        """Eq. 1-3 report (consis, consis_adv per unit, means with bootstrap CIs, sweeps)."""
+        from consis_lib.consistency import consistency_report
+
+        return self._once(
+            ("cons", name),
+            lambda: consistency_report(self.activations(name), self.distances(), self.profile.metric, seed=self.profile.train.seed),
+        )
 
     def dissect(self, name: str, adversarial: bool = False) -> Any:
         """Network dissection of the metric layer on real or least-likely-class images."""
@@ -226,8 +323,8 @@ class ArchContext:
         from consis_lib.dissect import dissect
 
         attack = least_likely_attack(self.profile.attack.eps, self.profile.attack.ll_step) if adversarial else None
-        return self._memo(
-            f"dissect-{name}-{adversarial}",
+        return self._once(
+            ("dissect", name, adversarial),
             lambda: dissect(self.model(name), self.layer, self.probe(), self.profile.dissect, attack=attack, device=self.device, progress=False),
         )
 
@@ -236,115 +333,44 @@ class ArchContext:
     ) -> dict[str, dict[str, float]]:
         """FGSM accuracy against eps per model, on every k-th validation image (at most
         ``images``; Table 3 itself uses every image): ``{model: {"0.031373": acc}}``."""
-        import torch
-        from torch.utils.data import DataLoader, TensorDataset
-
-        from consis_lib.attacks import fgsm
+        from consis_lib.robustness import fgsm_accuracy
         from consis_lib.train import monitoring_subset
 
-        xs, ys = self.tensors("val")
-        loader = DataLoader(monitoring_subset(TensorDataset(xs, ys), images), batch_size=self.profile.dissect.batch_size)
-        out: dict[str, dict[str, float]] = {}
-        for name in MODELS:
-            model, curve = self.model(name), {}
-            for e in sorted(set(eps_grid) | {self.profile.attack.eps}):
-                correct = n = 0
-                for x, y in loader:
-                    x, y = x.to(self.device), y.to(self.device)
-                    xa = fgsm(model, x, y, e) if e > 0 else x
-                    with torch.no_grad():
-                        correct += int((model(xa).argmax(1) == y).sum())
-                    n += len(y)
-                curve[f"{e:.6f}"] = correct / n
-            out[name] = curve
-        return out
-
-    def targeted(self, name: str, per_class: int = 4) -> tuple[Any, Any]:
-        """Eq. 4 examples of ``per_class`` validation images of every class (target: the
-        WordNet-farthest class; each image stops at its first successful step) and the
-        model's activations on them: ``(TargetedExamples, Activations)``."""
-        from consis_lib.activations import unit_activations
-        from consis_lib.ambiguity import per_class_indices, targeted_examples
-
-        def make() -> tuple[Any, Any]:
-            xs, ys = self.tensors("val")
-            idx = per_class_indices(ys, per_class)
-            model = self.model(name)
-            ex = targeted_examples(
-                model, xs[idx], ys[idx], self.distances(), self.profile.attack, progress=False, stop_on_success=True
-            )
-            acts = unit_activations(model, ex.loader(128), self.layer, reduce=self.profile.metric.activation, device=self.device, progress=False)
-            return ex, acts
-
-        return self._memo(f"targeted-{name}-{per_class}", make)
+        ds = self.dataset("val")
+        subset = monitoring_subset(ds, images)
+        loader = self.loader("val", subset=None if subset is ds else subset.indices)
+        eps = list(eps_grid) + [self.profile.attack.eps]
+        return fgsm_accuracy({name: self.model(name) for name in MODELS}, loader, eps, self.device)
 
     def targeted_example(self, name: str = "normal", index: int = 0) -> dict[str, Any]:
         """Eq. 4 on one val image: the target is the class WordNet puts farthest from its label."""
-        import torch
+        from consis_lib.ambiguity import farthest_target_example
 
-        from consis_lib.attacks import targeted_l2
-
-        xs, ys = self.tensors("val")
-        x, y = xs[index], int(ys[index])
-        target = int(np.argmax(self.distances()[y]))
-        model = self.model(name)
-        a = self.profile.attack
-        xb = x[None].to(self.device)
-        x_adv = targeted_l2(model, xb, torch.tensor([target], device=self.device), a.targeted_lambda, a.targeted_steps, a.targeted_lr)
-        with torch.no_grad():
-            before = int(model(xb).argmax(1))
-            after = int(model(x_adv).argmax(1))
+        x, y = self.dataset("val")[index]
+        ex = farthest_target_example(self.model(name), x, int(y), self.distances(), self.profile.attack)
         names = self.class_names()
-        return dict(
-            x=x, x_adv=x_adv[0].cpu(), label=names[y], target=names[target], pred_before=names[before],
-            pred_after=names[after], l2=float((x_adv[0].cpu() - x).norm()), success=after == target,
-        )
+        return {**ex, **{k: names[ex[k]] for k in ("label", "target", "pred_before", "pred_after")}}
+
+    # ------------------------------------------------------------------ the run's files
+
+    def train_logs(self) -> dict[str, list[dict[str, Any]]]:
+        """The per-epoch training log of each model (``log.jsonl``)."""
+        from consis_lib.run_files import train_logs
+
+        return train_logs(self.paths, self.arch, self.seed, self.profile.name)
 
     def measures(self) -> Any:
         """This seed's :class:`~consis_lib.results.SeedResults` (``measures.json``,
         written by ``consis reproduce`` before the notebooks run; identity checked)."""
-        from consis_lib.results import load_results
+        from consis_lib.run_files import seed_results
 
-        def make() -> Any:
-            found = [r for r in load_results(self.paths.runs, self.profile, [self.arch]) if r.seed == self.seed]
-            if not found:
-                raise ConsisError(f"seed {self.seed} is not a seed of {self.arch} in profile {self.profile.name}")
-            return found[0]
-
-        return self._memo("measures", make)
+        return self._once("measures", lambda: seed_results(self.paths, self.profile, self.arch, self.seed))
 
     def dissection_summary(self) -> dict[str, Any]:
         """Per model the dissection unit tables of :meth:`measures`, with ``iou_threshold``."""
-        m = self.measures().measures
-        out: dict[str, Any] = {"iou_threshold": m["iou_threshold"]}
-        out.update({name: d["dissection"] for name, d in m["models"].items() if "dissection" in d})
-        return out
+        from consis_lib.run_files import dissection_summary
 
-
-def cached_distances(wnids: Sequence[str], cache: Path) -> np.ndarray:
-    """:func:`consis_lib.wordnet.distance_matrix` of ``wnids``, kept as
-    ``cache/wordnet-distances-<hash of the WNIDs>.npy`` so that the notebooks of a run
-    load WordNet once, not once per kernel (about 4 s each)."""
-    import hashlib
-
-    from consis_lib.atomic import atomic_path
-    from consis_lib.wordnet import distance_matrix
-
-    key = hashlib.sha256(("wordnet-3.0:" + ",".join(wnids)).encode()).hexdigest()[:16]
-    path = Path(cache) / f"wordnet-distances-{key}.npy"
-    if path.is_file():
-        try:
-            d = np.load(path, allow_pickle=False)
-            if d.shape == (len(wnids), len(wnids)) and np.isfinite(d).all():
-                return d
-        except (OSError, ValueError):
-            pass  # a damaged cache file is recomputed and replaced below
-    d = np.asarray(distance_matrix(list(wnids)), dtype=np.float64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, d, allow_pickle=False)
-    return d
+        return dissection_summary(self.measures())
 
 
 def notebook_context(

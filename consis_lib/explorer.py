@@ -101,6 +101,25 @@ def interesting_units(consis: Sequence[float], consis_adv: Sequence[float], n: i
     return chosen
 
 
+def unit_consistency(acts: Any, distances: np.ndarray, metric: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit ``consis(n)`` and ``consis_adv(n)`` [K] (Eq. 1-3 at ``metric``'s settings, no bootstrap).
+
+    ``acts`` is an :class:`~consis_lib.activations.Activations` with ``adv_acts``;
+    ``A`` (Eq. 2) is built from the WordNet ``distances`` [C, C] at ``metric.sigma``.
+    The same per-unit numbers as :func:`consis_lib.consistency.consistency_report`,
+    without its confidence intervals and sweeps.
+    """
+    from consis_lib.consistency import consistency, label_distributions
+    from consis_lib.wordnet import correlation_matrix
+
+    A = correlation_matrix(distances, metric.sigma)
+    out = []
+    for a in (acts.acts, acts.adv_acts):
+        P = label_distributions(a, acts.labels, A.shape[0], metric.top_fraction, metric.min_top)
+        out.append(np.asarray(consistency(P, A), float))
+    return out[0], out[1]
+
+
 def stats_table(views: Sequence[UnitView]) -> pd.DataFrame:
     """One row per unit: unit, consis, consis_adv, gap, concept, category, iou."""
     return pd.DataFrame(
@@ -232,8 +251,9 @@ def build_views(
 
     Parameters
     ----------
-    ctx : :class:`consis_lib.context.ArchContext` (data, model, activations with
-        maps, the Eq. 1-3 report; dissection results when the run's measures exist).
+    ctx : :class:`consis_lib.context.ArchContext` (the cached activation table,
+        the data set's images by index, the model; dissection results when the
+        run's measures exist). Only the shown images are read and mapped.
     name : one of the run's models (``"normal"``, ``"adv"``, ...).
     units : channel indices of the metric layer.
     top_k : images per row (top real, top adversarial by ``a_n``).
@@ -242,17 +262,15 @@ def build_views(
         the one used.
     thumb : tile size in pixels of the JPEG montage.
     fit : ``"pad"`` or ``"crop"``: how a non-square image becomes a square tile
-        (never stretched; :func:`consis_lib.explorer_static.square_tile`).
+        (never stretched; :func:`consis_lib.explorer_tiles.square_tile`).
     adversarial : the bottom row: ``"fgsm"`` (the unit's top FGSM images) or
         ``"targeted"`` (its top successful Eq. 4 examples, targets the WordNet-farthest
         class, :meth:`consis_lib.context.ArchContext.targeted`; the paper's Fig. 3/4).
     """
-    import torch
-
+    from consis_lib.activations import fgsm_attack, top_k_per_unit
     from consis_lib.ambiguity import top_activating
-    from consis_lib.attacks import fgsm
     from consis_lib.consistency import label_distributions
-    from consis_lib.explorer_static import square_tile, unit_maps
+    from consis_lib.explorer_tiles import square_tile
     from consis_lib.viz import jpeg_bytes, montage
 
     if highlight not in HIGHLIGHTS:
@@ -262,48 +280,30 @@ def build_views(
     acts = ctx.activations(name)
     consis, consis_adv = ctx.unit_consistency(name)
     metric = ctx.profile.metric
-    C = len(ctx.class_names())
-    P = label_distributions(acts.acts, acts.labels, C, metric.top_fraction, metric.min_top)
-    Pa = label_distributions(acts.adv_acts, acts.labels, C, metric.top_fraction, metric.min_top)
-    concepts: dict[int, tuple[str, str, float]] = {}
-    try:
-        dis = ctx.dissection_summary()
-        for u, concept, category, iou in dis.get(name, {}).get("real", {}).get("units", []):
-            if iou is not None and concept is not None and float(iou) > float(dis["iou_threshold"]):
-                concepts[int(u)] = (str(concept), str(category), float(iou))
-    except ConsisError:
-        pass
-    images, labels = ctx.tensors("val")
-    model = ctx.model(name)
+    names = tuple(ctx.class_names())
+    P = label_distributions(acts.acts, acts.labels, len(names), metric.top_fraction, metric.min_top)
+    Pa = label_distributions(acts.adv_acts, acts.labels, len(names), metric.top_fraction, metric.min_top)
+    concepts = _concepts(ctx, name)
+    labels, model, units = ctx.labels("val"), ctx.model(name), list(units)
+    real_top = top_k_per_unit(acts.acts[:, units], top_k)[0]
+    adv_top = top_k_per_unit(acts.adv_acts[:, units], top_k)[0]
     views = []
-    for u in units:
-        real_idx = torch.argsort(acts.acts[:, u], descending=True, stable=True)[:top_k].tolist()
-        xr = images[real_idx]
+    for i, u in enumerate(units):
+        xr = ctx.images(real_top[i])
         if adversarial == "targeted":
             examples, targeted_acts = ctx.targeted(name)
             top = top_activating(targeted_acts.acts[:, u], top_k, among=examples.success)
-            xa, ya = examples.images(top), examples.labels[top]
+            xa = examples.images(top)
         else:
-            adv_idx = torch.argsort(acts.adv_acts[:, u], descending=True, stable=True)[:top_k].tolist()
-            ya = labels[adv_idx]
-            xa = fgsm(model, images[adv_idx].to(ctx.device), ya.to(ctx.device), ctx.profile.attack.eps).cpu()
-        if highlight == "activation":
-            hr = list(unit_maps(model, ctx.layer, xr, labels[real_idx], ctx.device)[:, u])
-            ha = list(unit_maps(model, ctx.layer, xa, ya, ctx.device)[:, u])
-        else:
-            from consis_lib.discrepancy import discrepancy_maps
-
-            hr = list(discrepancy_maps(model, ctx.layer, xr, [u], ctx.profile.discrepancy)[:, 0])
-            ha = list(discrepancy_maps(model, ctx.layer, xa, [u], ctx.profile.discrepancy)[:, 0])
+            ya = labels[adv_top[i]]
+            xa = fgsm_attack(ctx.profile.attack.eps)(model, ctx.images(adv_top[i]).to(ctx.device), ya.to(ctx.device)).cpu()
+        hr, ha = (_highlights(ctx, model, x, u, highlight) for x in (xr, xa))
         rows = [[_as_image(square_tile(x, h, thumb, fit)) for x, h in zip(xs, hs)] for xs, hs in ((xr, hr), (xa, ha))]
-        image = montage(rows, thumb=thumb)
-        c, ca = consis[u], consis_adv[u]
         concept = concepts.get(int(u))
         views.append(
             UnitView(
-                unit=int(u), consis=float(c), consis_adv=float(ca), montage_jpeg=jpeg_bytes(image),
-                label_names=tuple(ctx.class_names()), label_probs=tuple(float(v) for v in P[u]),
-                label_probs_adv=tuple(float(v) for v in Pa[u]),
+                unit=int(u), consis=float(consis[u]), consis_adv=float(consis_adv[u]), montage_jpeg=jpeg_bytes(montage(rows, thumb=thumb)),
+                label_names=names, label_probs=tuple(float(v) for v in P[u]), label_probs_adv=tuple(float(v) for v in Pa[u]),
                 concept=concept[0] if concept else None, category=concept[1] if concept else None,
                 iou=concept[2] if concept else None, extra=(("highlight", f"{highlight} map"),),
             )
@@ -311,11 +311,35 @@ def build_views(
     return views
 
 
+def _concepts(ctx: Any, name: str) -> dict[int, tuple[str, str, float]]:
+    """Unit -> best dissection concept on real images above the IoU threshold (empty without measures)."""
+    try:
+        dis = ctx.dissection_summary()
+    except ConsisError:
+        return {}
+    out = {}
+    for u, concept, category, iou in dis.get(name, {}).get("real", {}).get("units", []):
+        if iou is not None and concept is not None and float(iou) > float(dis["iou_threshold"]):
+            out[int(u)] = (str(concept), str(category), float(iou))
+    return out
+
+
+def _highlights(ctx: Any, model: Any, x: Any, unit: int, highlight: str) -> list[Any]:
+    """Unit ``unit``'s map on each image of ``x``: its activation map or its discrepancy map."""
+    if highlight == "activation":
+        from consis_lib.activations import unit_map
+
+        return list(unit_map(model, ctx.layer, x, [unit] * len(x), ctx.device))
+    from consis_lib.discrepancy import discrepancy_maps
+
+    return list(discrepancy_maps(model, ctx.layer, x, [unit], ctx.profile.discrepancy)[:, 0])
+
+
 def _as_image(tile: np.ndarray) -> Any:
     """uint8 [S, S, 3] -> float tensor [3, S, S] in [0, 1] (what :func:`consis_lib.viz.montage` takes)."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(tile)).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(np.array(tile)).permute(2, 0, 1).float() / 255.0
 
 
 def _models(models: Sequence[str] | None) -> tuple[str, ...]:

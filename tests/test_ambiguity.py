@@ -8,7 +8,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from consis_lib.ambiguity import farthest_targets, per_class_indices, targeted_examples, top_activating
+from consis_lib.ambiguity import (
+    farthest_target_example,
+    farthest_targets,
+    per_class_indices,
+    targeted_examples,
+    targeted_per_class,
+    top_activating,
+)
 from consis_lib.config import AttackConfig
 from consis_lib.errors import ConsisError
 
@@ -199,3 +206,26 @@ def test_per_class_indices_balances_classes() -> None:
     assert torch.bincount(labels[idx]).tolist() == [3] * 6
     with pytest.raises(ConsisError, match="per_class"):
         per_class_indices(labels, 0)
+
+
+def test_targeted_per_class_reads_the_first_images_of_each_class() -> None:
+    model = channel_model()
+    labels = [0, 1, 0, 2, 1, 0, 3, 3]
+    x, y = images_of(labels), torch.tensor(labels)
+    ex, acts = targeted_per_class(model, TensorDataset(x, y), y, 1, DIST, CFG, layer="1", batch_size=2)
+    first = [0, 1, 3, 6]  # the first image of classes 0, 1, 2, 3
+    ref = targeted_examples(model, x[first], y[first], DIST, CFG, batch_size=2, progress=False, stop_on_success=True)
+    assert torch.equal(ex.x_adv, ref.x_adv) and torch.equal(ex.labels, y[first])
+    with torch.no_grad():
+        assert torch.allclose(acts.acts, model(ex.images()), atol=1e-6)  # layer "1": the logits of the stored images
+    assert torch.equal(acts.labels, y[first])
+
+
+def test_farthest_target_example_reaches_the_farthest_class() -> None:
+    model = channel_model()
+    x = images_of([1])[0]
+    ex = farthest_target_example(model, x, 1, DIST, CFG)
+    assert (ex["label"], ex["target"], ex["pred_before"]) == (1, 2, 1)  # row 1's maximum: class 2
+    assert ex["pred_after"] == 2 and ex["success"]
+    assert ex["l2"] == pytest.approx(float((ex["x_adv"] - x).norm()))
+    assert ex["x_adv"].shape == x.shape and float(ex["x_adv"].min()) >= 0.0 and float(ex["x_adv"].max()) <= 1.0

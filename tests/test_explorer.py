@@ -283,7 +283,7 @@ def test_explorer_html_escapes_names() -> None:
 
 
 class _TinyContext:
-    """The parts of ``ArchContext`` the static explorer uses, over a hand-made two-unit model."""
+    """The parts of ``ArchContext`` the explorers use, over a hand-made two-unit model; records image reads."""
 
     def __init__(self) -> None:
         from consis_lib.activations import fgsm_attack, unit_activations
@@ -296,9 +296,9 @@ class _TinyContext:
             torch.nn.Conv2d(3, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten(), torch.nn.Linear(2, 2)
         ).eval()
         gen = torch.Generator().manual_seed(0)
-        self.images, self.labels = torch.rand(24, 3, 8, 12, generator=gen), torch.arange(24) % 2
-        loader = [(self.images, self.labels)]
-        self.acts = unit_activations(self.net, loader, self.layer, attack=fgsm_attack(self.profile.attack.eps), progress=False)
+        self.x, self.y = torch.rand(24, 3, 8, 12, generator=gen), torch.arange(24) % 2
+        self.acts = unit_activations(self.net, [(self.x, self.y)], self.layer, attack=fgsm_attack(self.profile.attack.eps), progress=False)
+        self.read: list[int] = []
 
     def activations(self, name: str) -> object:
         return self.acts
@@ -309,8 +309,12 @@ class _TinyContext:
     def class_names(self) -> list[str]:
         return ["dog", "wolf"]
 
-    def tensors(self, split: str = "val") -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images, self.labels
+    def images(self, index: torch.Tensor) -> torch.Tensor:
+        self.read.extend(int(i) for i in index)
+        return self.x[torch.as_tensor(index)]
+
+    def labels(self, split: str = "val") -> torch.Tensor:
+        return self.y
 
     def model(self, name: str) -> torch.nn.Module:
         return self.net
@@ -319,22 +323,51 @@ class _TinyContext:
         return {"iou_threshold": 0.04, "normal": {"real": {"units": [[0, "dog", "object", 0.2], [1, "sky-s", "scene", 0.01]]}}}
 
 
+def _top(acts: torch.Tensor, u: int, k: int) -> list[int]:
+    return torch.argsort(acts[:, u], descending=True, stable=True)[:k].tolist()
+
+
 def test_model_units_from_a_context_shows_each_units_top_images() -> None:
+    from consis_lib.activations import layer_maps
+    from consis_lib.attacks import fgsm
+
     ctx = _TinyContext()
     top_k, thumb = 3, 16
     mu = explorer_static.model_units(ctx, "normal", top_k=top_k, thumb=thumb, fit="pad")
     assert mu.n_units == 2 and mu.sprite.size == (2 * top_k * thumb, 2 * thumb)
     assert mu.concepts == (("dog", "object", 0.2), None)  # unit 1's IoU is below the threshold
     assert mu.concepts_adv == ()  # no adversarial dissection in the results
-    sheet = np.asarray(mu.sprite)
+    sheet = np.asarray(mu.sprite).astype(int)
     for u in range(2):
-        best = int(torch.argsort(ctx.acts.acts[:, u], descending=True, stable=True)[0])
-        maps = explorer_static.unit_maps(ctx.net, ctx.layer, ctx.images[best : best + 1], ctx.labels[best : best + 1], ctx.device)
-        expected = explorer_static.square_tile(ctx.images[best], maps[0, u], thumb, "pad")
+        best = _top(ctx.acts.acts, u, 1)[0]
+        maps = layer_maps(ctx.net, ctx.layer, ctx.x[best : best + 1])
+        expected = explorer_static.square_tile(ctx.x[best], maps[0, u], thumb, "pad")
         x, y = explorer_static.tile_origin(u, 0, thumb, 2 * top_k)
         assert np.array_equal(sheet[y : y + thumb, x : x + thumb], expected)
         assert (expected[:2] == 255).all()  # 8x12 images are letterboxed, not stretched
+        best_adv = _top(ctx.acts.adv_acts, u, 1)[0]
+        x_adv = fgsm(ctx.net, ctx.x[best_adv : best_adv + 1], ctx.y[best_adv : best_adv + 1], ctx.profile.attack.eps)
+        expected_adv = explorer_static.square_tile(x_adv[0], layer_maps(ctx.net, ctx.layer, x_adv)[0, u], thumb, "pad")
+        x, y = explorer_static.tile_origin(u, top_k, thumb, 2 * top_k)
+        assert np.abs(sheet[y : y + thumb, x : x + thumb] - expected_adv).max() <= 1  # FGSM in a batch: float rounding
+    real, adv = ({i for u in range(2) for i in _top(a, u, top_k) if a[i, u] > 0} for a in (ctx.acts.acts, ctx.acts.adv_acts))
+    assert sorted(ctx.read) == sorted([*real, *adv])  # only the activating top images, once per row
     page = explorer_static.explorer_html([mu, mu], ctx.class_names())
     assert page.n_units == 2
     with pytest.raises(ConsisError, match="multiple of 8"):
         explorer_static.model_units(ctx, "normal", thumb=12)
+
+
+def test_build_views_reads_only_the_units_top_images() -> None:
+    from consis_lib.consistency import label_distributions
+
+    ctx = _TinyContext()
+    (view,) = explorer.build_views(ctx, "normal", [1], top_k=2, thumb=16)
+    assert sorted(ctx.read) == sorted(_top(ctx.acts.acts, 1, 2) + _top(ctx.acts.adv_acts, 1, 2))
+    assert (view.unit, view.consis, view.consis_adv, view.concept) == (1, 0.25, 0.25, None)  # IoU 0.01 < 0.04
+    m = ctx.profile.metric
+    P = label_distributions(ctx.acts.acts, ctx.acts.labels, 2, m.top_fraction, m.min_top)
+    assert view.label_probs == pytest.approx(P[1].tolist(), nan_ok=True)
+    assert Image.open(io.BytesIO(view.montage_jpeg)).size[0] >= 2 * 16
+    with pytest.raises(ConsisError, match="highlight"):
+        explorer.build_views(ctx, "normal", [0], highlight="saliency")
