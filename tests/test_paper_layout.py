@@ -222,13 +222,14 @@ def test_part_maps_known_answer():
 
 
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path, sprite_cache):
-    tiny = PaperLayoutConfig(classes=2, per_class=1, probe_images=3, seed=0)
+    tiny = PaperLayoutConfig(classes=2, per_class=1, val_per_class=2, probe_images=3, seed=0)
     a = _digest(generate_paper_layout(tmp_path / "a", tiny, sprite_cache).root)
     b = _digest(generate_paper_layout(tmp_path / "b", tiny, sprite_cache).root)
     c = _digest(generate_paper_layout(tmp_path / "c", dataclasses.replace(tiny, seed=1), sprite_cache).root)
     assert a == b
     images = [k for k in a if k.endswith((".JPEG", ".jpg"))]
-    assert len(images) == 2 * 2 + 3 and all(a[k] != c.get(k) for k in images)
+    assert len(images) == 2 * 1 + 2 * 2 + 3 and all(a[k] != c.get(k) for k in images)
+    assert sum(k.startswith("imagenet/val/") for k in a) == 4
     generate_paper_layout(tmp_path / "a", tiny, sprite_cache)  # its own output is replaced
     assert _digest(tmp_path / "a") == a
 
@@ -252,6 +253,7 @@ def _user_folder(w: Path) -> str:
     [
         (["--classes", "1"], "--classes 1: pass 2 to"),
         (["--per-class", "0"], "--per-class 0: pass 1 or more"),
+        (["--val-per-class", "0"], "--val-per-class 0: pass 1 or more"),
         (["--probe-images", "2"], "--probe-images 2: pass 3 or more"),
         (["--seed", "-1"], "--seed -1 is negative"),
         (["--out", _user_folder], "is not empty but was not written by consis"),

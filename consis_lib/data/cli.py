@@ -102,7 +102,10 @@ def _paper_layout(args: Any) -> int:
     from consis_lib.data.paper_layout import PaperLayoutConfig, check_config, check_output, generate_paper_layout
 
     cfg = check_config(
-        PaperLayoutConfig(classes=args.classes, per_class=args.per_class, probe_images=args.probe_images, seed=args.seed)
+        PaperLayoutConfig(
+            classes=args.classes, per_class=args.per_class, probe_images=args.probe_images, seed=args.seed,
+            val_per_class=args.val_per_class,
+        )
     )
     if args.cache is not None:
         output_location(args.cache)
@@ -120,7 +123,8 @@ def _add_paper_layout(dsub: Any) -> None:
         "--out", required=True, type=Path, help="output folder: new, empty or an earlier `consis data paper-layout` output"
     )
     p.add_argument("--classes", type=int, default=4, help="WNID class folders (default 4)")
-    p.add_argument("--per-class", type=int, default=4, help="images per class in each of train/ and val/ (default 4)")
+    p.add_argument("--per-class", type=int, default=4, help="training images per class (default 4)")
+    p.add_argument("--val-per-class", type=int, default=None, help="validation images per class (default: --per-class)")
     p.add_argument("--probe-images", type=int, default=12, help="Broden-layout probe images, 3 or more (default 12)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--cache", type=Path, default=None, help="sprite cache (default $CONSIS_CACHE or ~/.cache/consis)")

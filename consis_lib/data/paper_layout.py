@@ -14,13 +14,14 @@ anywhere, without the real data::
     out/broden/images/paper/<i>_<category>.png, <i>_part_1.png, <i>_part_2.png
 
 **ImageNet layout.** One curated class per WNID folder (the first ``classes`` of
-:func:`~consis_lib.data.classes.classes_for_profile`), ``per_class`` images per
-class in each split. Each image is one sprite composited on a background
-(:func:`~consis_lib.data.compose.compose`), resized to a size of its own (short
-side :data:`SHORT_SIDE`, aspect 1:1, 4:3 or 3:2, landscape or portrait) and saved
-as JPEG; greyscale composites are saved as one-channel JPEGs, as ImageNet holds a
-few. As in the embedded set, the training split never draws the held-out style
-family (:func:`~consis_lib.data.embedded.split_styles`).
+:func:`~consis_lib.data.classes.classes_for_profile`), ``per_class`` training and
+``val_per_class`` (default: as many) validation images per class. Each image is
+one sprite composited on a background (:func:`~consis_lib.data.compose.compose`),
+resized to a size of its own (short side :data:`SHORT_SIDE`, aspect 1:1, 4:3 or
+3:2, landscape or portrait) and saved as JPEG; greyscale composites are saved as
+one-channel JPEGs, as ImageNet holds a few. As in the embedded set, the training
+split never draws the held-out style family
+(:func:`~consis_lib.data.embedded.split_styles`).
 
 **Broden layout.** ``probe_images`` images of :data:`PROBE_SIZE` px composed by the
 embedded probe's compositor (:func:`~consis_lib.data.probe_scene.compose_probe`),
@@ -129,14 +130,21 @@ Sprites = dict[str, dict[str, np.ndarray]]
 class PaperLayoutConfig:
     """How large the paper-shaped set is.
 
-    ``classes`` WNID folders with ``per_class`` images in each of ``train`` and
-    ``val``; ``probe_images`` Broden-layout probe images; ``seed`` fixes every pixel.
+    ``classes`` WNID folders with ``per_class`` images in ``train`` and
+    ``val_per_class`` in ``val`` (None: ``per_class``); ``probe_images``
+    Broden-layout probe images; ``seed`` fixes every pixel.
     """
 
     classes: int = 4
     per_class: int = 4
     probe_images: int = 12
     seed: int = 0
+    val_per_class: int | None = None
+
+    @property
+    def val_count(self) -> int:
+        """Validation images per class."""
+        return self.per_class if self.val_per_class is None else self.val_per_class
 
 
 @dataclass(frozen=True)
@@ -161,7 +169,9 @@ def check_config(cfg: PaperLayoutConfig) -> PaperLayoutConfig:
     if not 2 <= cfg.classes <= len(CLASSES):
         raise ConsisError(f"--classes {cfg.classes}: pass 2 to {len(CLASSES)} (a classifier needs two classes)")
     if cfg.per_class < 1:
-        raise ConsisError(f"--per-class {cfg.per_class}: pass 1 or more images per class and split")
+        raise ConsisError(f"--per-class {cfg.per_class}: pass 1 or more images per class")
+    if cfg.val_count < 1:
+        raise ConsisError(f"--val-per-class {cfg.val_count}: pass 1 or more images per class")
     if cfg.probe_images < len(REQUIRED):
         raise ConsisError(
             f"--probe-images {cfg.probe_images}: pass {len(REQUIRED)} or more, so that all six categories occur"
@@ -207,17 +217,18 @@ def save_jpeg(img: Image.Image, path: Path) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def photo_jobs(classes: Sequence[CuratedClass], per_class: int) -> list[tuple[str, CuratedClass, int, str]]:
+def photo_jobs(classes: Sequence[CuratedClass], train: int, val: int) -> list[tuple[str, CuratedClass, int, str]]:
     """``(split, class, index, file name)`` of every image, ImageNet's names: ``val`` numbered across classes."""
-    each = [(c, i) for c in classes for i in range(per_class)]
-    train = [("train", c, i, f"{c.wnid}_{i}.JPEG") for c, i in each]
-    return train + [("val", c, i, f"ILSVRC2012_val_{k:08d}.JPEG") for k, (c, i) in enumerate(each, start=1)]
+    jobs = [("train", c, i, f"{c.wnid}_{i}.JPEG") for c in classes for i in range(train)]
+    each = [(c, i) for c in classes for i in range(val)]
+    return jobs + [("val", c, i, f"ILSVRC2012_val_{k:08d}.JPEG") for k, (c, i) in enumerate(each, start=1)]
 
 
 def write_imagenet(root: Path, cfg: PaperLayoutConfig, classes: Sequence[CuratedClass], sprites: Sprites) -> None:
     """The ImageNet-layout folder: image ``i`` of a class cycles through the split's styles."""
     styles = split_styles(DataConfig())
-    for split, c, i, name in tqdm(photo_jobs(classes, cfg.per_class), desc="paper-layout images", unit="img"):
+    jobs = photo_jobs(classes, cfg.per_class, cfg.val_count)
+    for split, c, i, name in tqdm(jobs, desc="paper-layout images", unit="img"):
         drawn = [s for s in styles[split] if c.emoji in sprites[s]]
         if not drawn:
             raise ConsisError(f"no installed sprite style draws {c.name}; run `make setup`")
@@ -398,7 +409,9 @@ def write_label_tables(root: Path, vocab: Vocabulary, tally: LabelTally) -> None
         _write_csv(root / f"c_{cat}.csv", ["code", "number", "name", "frequency", "coverage"], rows)
 
 
-def write_probe_image(root: Path, stem: str, scene: ProbeScene, labels: dict[str, list[np.ndarray] | int], tally: LabelTally) -> list[str]:
+def write_probe_image(
+    root: Path, stem: str, scene: ProbeScene, labels: dict[str, list[np.ndarray] | int], tally: LabelTally
+) -> list[str]:
     """Write one probe image and its masks; returns its ``index.csv`` category cells."""
     save_jpeg(Image.fromarray(scene.image), root / "images" / f"{stem}.jpg")
     cells = []
@@ -446,7 +459,9 @@ def write_broden(root: Path, cfg: PaperLayoutConfig, classes: Sequence[CuratedCl
 # ----------------------------------------------------------------------------- entry point
 
 
-def generate_paper_layout(out: str | Path, cfg: PaperLayoutConfig = PaperLayoutConfig(), cache_dir: Path | None = None) -> PaperLayout:
+def generate_paper_layout(
+    out: str | Path, cfg: PaperLayoutConfig = PaperLayoutConfig(), cache_dir: Path | None = None
+) -> PaperLayout:
     """Generate the paper-shaped set (module docstring) into ``out``.
 
     Parameters
