@@ -235,7 +235,7 @@ def test_probe_example_figure(probe):
     fig = probe_example_figure(probe_example(CFG, 0, cache))
     assert len(fig.axes) == 6
     assert [ax.get_title() for ax in fig.axes[1:]] == ["color", "object", "material", "texture", "part"]
-    assert any("no parts" in t.get_text() for t in fig.axes[-1].texts)
+    assert any("no part labels" in t.get_text() for t in fig.axes[-1].texts)
 
 
 def test_probe_is_deterministic_and_atomic(tmp_path, probe, monkeypatch):

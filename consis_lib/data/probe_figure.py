@@ -89,8 +89,7 @@ def probe_example_figure(example: ProbeExample, categories: Sequence[str] = PANE
         ax.imshow(rgb, interpolation="nearest")
         ax.set_title(cat, fontsize=8)
         if not legend:
-            empty = "no parts\n(sprites have none)" if cat == "part" else "no labels"
-            ax.text(0.5, 0.5, empty, ha="center", va="center", fontsize=7, transform=ax.transAxes)
+            ax.text(0.5, 0.5, f"no {cat} labels\nin this image", ha="center", va="center", fontsize=7, transform=ax.transAxes)
         handles = [Patch(facecolor=c, edgecolor="0.5", linewidth=0.3, label=n) for n, c in legend.items()]
         if handles:
             ax.legend(

@@ -32,6 +32,8 @@ def provenance(profile: str, seed: int, arch: str | None = None, notebook: str |
     shown = {k: v if isinstance(v, (str, int, float)) else ", ".join(map(str, v)) for k, v in params.items()}
     table = ["| parameter | value |", "|:--|:--|", *(f"| {markdown_cell(k)} | {markdown_cell(v)} |" for k, v in shown.items())]
     cmd = f"consis reproduce --profile {profile}"
+    if profile == "paper":  # the folders are the reader's own
+        cmd += " --data IMAGENET_DIR --probe BRODEN_DIR [--weights DIR]"
     if arch and arch != "all":
         cmd += f" --arch {arch}"
     cmds = [cmd]
