@@ -1,4 +1,5 @@
-"""Eq. 6 training: the consistent loss, one step, fit/resume/checkpoints, bad input, torchrun."""
+"""Eq. 6 training: the consistent loss, one step, fit/resume/checkpoints, the input
+pipeline, bad input, torchrun."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from consis_lib import checkpoint as checkpoint_mod
+from consis_lib import loaders
 from consis_lib import train as train_mod
 from consis_lib.attacks import fgsm_from_grad
 from consis_lib.config import AttackConfig, ModelConfig, Profile, get_profile
@@ -252,16 +255,17 @@ def _states_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("adv", [False, True])
-def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, adv: bool) -> None:
-    prof = tiny_profile()
+@pytest.mark.parametrize(("adv", "workers"), [(False, 0), (True, 0), (False, 1)])
+def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, adv: bool, workers: int) -> None:
+    """Bitwise, also with persistent loader workers (AlexNet's dropout draws from the global RNG)."""
+    prof = tiny_profile(num_workers=workers)
     data = dict(train_set=synthetic(12), val_set=synthetic(4, seed=1), progress=False)
     init = None
     if adv:
         init = fit(dataclasses.replace(prof, train=dataclasses.replace(prof.train, epochs=1)), tmp_path / "n", **data).checkpoint
     full = fit(prof, tmp_path / "full", adv=adv, init=init, **data)
 
-    real_save = train_mod._atomic_save
+    real_save = checkpoint_mod._atomic_save
 
     class Crash(Exception):
         pass
@@ -271,14 +275,95 @@ def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyP
         if obj["epoch"] == 1:
             raise Crash
 
-    monkeypatch.setattr(train_mod, "_atomic_save", crash_after_first)
+    monkeypatch.setattr(checkpoint_mod, "_atomic_save", crash_after_first)
     with pytest.raises(Crash):
         fit(prof, tmp_path / "part", adv=adv, init=init, **data)
-    monkeypatch.setattr(train_mod, "_atomic_save", real_save)
+    monkeypatch.setattr(checkpoint_mod, "_atomic_save", real_save)
     assert load_checkpoint(tmp_path / "part")[1]["epoch"] == 1
     resumed = fit(prof, tmp_path / "part", adv=adv, init=init, resume=True, **data)
     assert _states_equal(resumed.model.state_dict(), full.model.state_dict())
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+
+
+# --------------------------------------------------------------------------- input pipeline
+
+
+def test_training_loader_is_built_once_per_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[object] = []
+    real = train_mod.train_loader
+
+    def spy(*args: object, **kwargs: object) -> object:
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(train_mod, "train_loader", spy)
+    res = fit(tiny_profile(epochs=3, num_workers=1), tmp_path, train_set=synthetic(8), val_set=synthetic(2, seed=1),
+              progress=False)
+    assert len(res.history) == 3 and len(built) == 1
+    assert built[0].persistent_workers and not built[0].pin_memory  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("workers", "device"), [(0, "cpu"), (2, "cpu"), (2, "cuda")])
+def test_loaders_persist_workers_and_pin_for_cuda(workers: int, device: str) -> None:
+    data = synthetic(4)
+    for loader in (loaders.train_loader(data, 4, workers, 0, device), loaders.eval_loader(data, 4, workers, device)):
+        assert loader.persistent_workers == (workers > 0)
+        assert loader.pin_memory == (device == "cuda")
+
+
+def _smooth_jpeg(path: Path, size: tuple[int, int]) -> Path:
+    """A photograph-like (smooth) RGB JPEG of ``size`` = (width, height)."""
+    from PIL import Image
+
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w] / h
+    arr = np.stack([0.5 + 0.4 * np.sin(3 * np.pi * xx), 0.5 + 0.4 * np.cos(4 * np.pi * yy), (xx + yy) / 3], -1)
+    Image.fromarray((arr * 255).clip(0, 255).astype(np.uint8)).save(path, quality=95)
+    return path
+
+
+def test_drafted_jpeg_decode_matches_a_full_decode(tmp_path: Path) -> None:
+    """JPEG draft: decoded at 1/2 scale (shorter side 384 >= 256), then resized 256 / cropped 224."""
+    from consis_lib.data.imagefolder import load_image, resize_center_crop, to_tensor
+
+    path = _smooth_jpeg(tmp_path / "a.jpg", (1024, 768))
+    drafted, full = load_image(path, min_side=256), load_image(path)
+    assert full.size == (1024, 768) and drafted.size == (512, 384)
+    assert load_image(path, min_side=400).size == (1024, 768)  # 1/2 would be smaller than 400
+    a = to_tensor(resize_center_crop(drafted, 224, 256))
+    b = to_tensor(resize_center_crop(full, 224, 256))
+    assert a.shape == b.shape == (3, 224, 224)
+    diff = (a - b).abs() * 255
+    assert float(diff.mean()) < 1.0 and float(diff.max()) <= 8.0
+
+
+def _framed_folder(root: Path, side: int, frame: int) -> Path:
+    """train/ and val/ with one PNG: a white square inside a red frame ``frame`` px wide."""
+    from PIL import Image
+
+    arr = np.zeros((side, side, 3), np.uint8)
+    arr[..., 0] = 255
+    arr[frame:-frame, frame:-frame] = 255
+    for split in ("train", "val"):
+        (root / split / "n02084071").mkdir(parents=True)
+        Image.fromarray(arr).save(root / split / "n02084071" / "a.png")
+    return root
+
+
+def test_paper_scale_images_are_resized_to_256_and_cropped_to_224(tmp_path: Path, wordnet: object) -> None:
+    """torchvision's evaluation transform: the 16-px frame of a 256-px image falls outside the
+    224 crop (resized straight to 224, as before, its top rows would be red)."""
+    from consis_lib.train import load_datasets
+
+    root = _framed_folder(tmp_path / "imagenet", side=256, frame=16)
+    dcfg = dataclasses.replace(get_profile("paper").data, root=str(root))
+    train, val, wnids = load_datasets(dcfg)
+    assert wnids == ["n02084071"] and train.resize_size == val.resize_size == 256  # type: ignore[attr-defined]
+    x, _ = val[0]
+    assert x.shape == (3, 224, 224) and torch.equal(x, torch.ones_like(x))
+    small = dataclasses.replace(get_profile("smoke").data, source="folder", root=str(root))
+    train, _, _ = load_datasets(small)
+    assert train.resize_size == 32 and train[0][0].shape == (3, 32, 32)  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- bad input

@@ -5,6 +5,16 @@ ImageNet (ILSVRC-2012) folder whose validation images are sorted into WNID folde
 Class folders must be WordNet 3.0 noun WNIDs; their synsets give the class distances
 of Eq. 2 (:func:`consis_lib.wordnet.distance_matrix`).
 
+Each image is resized so that its shorter side is ``resize_size`` and the centre
+``image_size`` square is cropped. The training pipeline (:func:`resize_for`) uses
+torchvision's ImageNet evaluation transform at the paper's 224 px (shorter side 256,
+centre crop 224) and resizes the small profiles' images (32, 64 px) straight to
+``image_size``. A JPEG is decoded at the smallest of libjpeg's scales (1/1, 1/2,
+1/4, 1/8) whose shorter side is still at least ``resize_size`` (PIL's
+``Image.draft``), which saves most of the decoding time of large photographs; after
+the resize the pixels stay within a few grey levels of a full decode's (under one
+on average for a smooth photograph-like image).
+
 Example
 -------
 >>> ds = WnidImageFolder("data/embedded", "train", image_size=32)
@@ -17,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from numbers import Integral
@@ -50,15 +61,33 @@ def _to_rgb(img: Image.Image, path: Path) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: str | Path) -> Image.Image:
+def _draft(img: Image.Image, min_side: int) -> None:
+    """Let a JPEG decode at the smallest libjpeg scale whose shorter side stays >= ``min_side``.
+
+    PIL picks the largest reduction ``s`` in (8, 4, 2, 1) with ``s <= W / w`` and
+    ``s <= H / h`` for the requested ``(w, h)``; asking for the size the image would
+    have with its shorter side at ``min_side`` keeps both sides at least that large.
+    Other formats ignore the request.
+    """
+    w, h = img.size
+    scale = min_side / min(w, h)
+    if scale < 1.0:
+        img.draft(None, (math.ceil(w * scale), math.ceil(h * scale)))
+
+
+def load_image(path: str | Path, min_side: int | None = None) -> Image.Image:
     """Open an image file fully as 8-bit RGB; an unreadable file raises ConsisError naming it.
 
     16-bit greyscale PNGs are scaled to 8 bits (``v / 257``, rounded) rather than
-    clipped; an image beyond PIL's decompression-bomb limit is refused.
+    clipped; an image beyond PIL's decompression-bomb limit is refused. With
+    ``min_side``, a JPEG is decoded at a reduced scale whose shorter side is still at
+    least ``min_side`` pixels (for a later resize to that size).
     """
     path = Path(path)
     try:
         with Image.open(path) as img:
+            if min_side is not None:
+                _draft(img, min_side)
             img.load()
             loaded = img.copy()
             loaded.format = img.format
@@ -81,13 +110,30 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
-    """Resize so the shorter side is ``size`` (bilinear), then crop the centre square."""
+def resize_for(image_size: int) -> int:
+    """The shorter side an image is resized to before its centre ``image_size`` crop.
+
+    torchvision's ImageNet evaluation transform at the paper's scale (224 px and
+    up): ``round(image_size * 8 / 7)``, 256 for 224. Smaller sizes (the embedded
+    profiles' 32 and 64 px) are resized straight to ``image_size``.
+
+    Example
+    -------
+    >>> resize_for(224), resize_for(32)
+    (256, 32)
+    """
+    return round(image_size * 8 / 7) if image_size >= 224 else image_size
+
+
+def resize_center_crop(img: Image.Image, size: int, resize: int | None = None) -> Image.Image:
+    """Resize so the shorter side is ``resize`` (default ``size``; bilinear), then crop the
+    centre ``size`` square."""
+    resize = size if resize is None else resize
     w, h = img.size
-    if (w, h) == (size, size):
+    if (w, h) == (size, size) and resize == size:
         return img
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    scale = resize / min(w, h)
+    nw, nh = max(resize, round(w * scale)), max(resize, round(h * scale))
     img = img.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
     left, top = (nw - size) // 2, (nh - size) // 2
     return img.crop((left, top, left + size, top + size))
@@ -155,7 +201,11 @@ class WnidImageFolder(Dataset):
     root : folder holding ``<split>/<wnid>/*.{png,jpg,jpeg,JPEG}`` (and optionally
         ``classes.json`` with class names).
     split : sub-folder, e.g. ``"train"`` or ``"val"``.
-    image_size : when given, resize the shorter side to it and crop the centre square.
+    image_size : when given, resize the shorter side to ``resize_size`` and crop the
+        centre ``image_size`` square.
+    resize_size : the shorter side before the crop (default ``image_size``;
+        torchvision's evaluation transform for 224 px is 256, see :func:`resize_for`).
+        JPEGs are decoded at a reduced scale still at least this large.
     transform : optional callable applied to the ``[3, H, W]`` tensor (e.g. a random
         flip for training).
 
@@ -189,15 +239,18 @@ class WnidImageFolder(Dataset):
         split: str,
         image_size: int | None = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        resize_size: int | None = None,
     ) -> None:
         self.root = Path(root)
         self.split = split
         self.image_size = image_size
+        self.resize_size = image_size if resize_size is None else resize_size
         self.transform = transform
-        if image_size is not None and not (
-            isinstance(image_size, Integral) and image_size > 0
-        ):
-            raise ConsisError(f"image_size must be a positive int, got {image_size!r}")
+        for name, value in (("image_size", image_size), ("resize_size", resize_size)):
+            if value is not None and not (isinstance(value, Integral) and value > 0):
+                raise ConsisError(f"{name} must be a positive int, got {value!r}")
+        if image_size is not None and self.resize_size < image_size:
+            raise ConsisError(f"resize_size {resize_size} is smaller than image_size {image_size}: the crop would not fit")
         folder = self.root / split
         if not folder.is_dir():
             raise ConsisError(
@@ -254,10 +307,10 @@ class WnidImageFolder(Dataset):
     def load(self, index: int) -> torch.Tensor:
         """The image of sample ``index`` as ``[3, H, W]`` in [0, 1], before ``transform``."""
         path = self.samples[index][0]
-        img = load_image(path)
-        if self.image_size is not None:
-            img = resize_center_crop(img, self.image_size)
-        return to_tensor(img)
+        if self.image_size is None:
+            return to_tensor(load_image(path))
+        img = load_image(path, min_side=self.resize_size)
+        return to_tensor(resize_center_crop(img, self.image_size, self.resize_size))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         x = self.load(index)
