@@ -54,8 +54,9 @@ it) and ``coverage`` (the summed fraction of each image it covers, 1 for an
 image-level label).
 
 Determinism: the same arguments give byte-identical files. The output folder is
-written atomically and carries :mod:`consis_lib.outputs`' marker; an existing folder
-is replaced only when this generator wrote it.
+written atomically and carries :mod:`consis_lib.outputs`' marker (kind ``embedded``,
+written by this module); an existing folder is replaced only when this generator
+wrote it.
 
 Example
 -------
