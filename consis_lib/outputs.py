@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 MARKER = ".consis-output.json"
 LOCK = ".consis-lock"
-KINDS = {"embedded": "classes.json", "probe": "index.csv", "train": "model.pt"}
+KINDS = {"embedded": "classes.json", "probe": "index.csv", "train": "model.pt", "paper-layout": "layout.json"}
 """Output kinds and the file that identifies each (a generator may name a kind by that file)."""
 
 _FORMAT = 1

@@ -257,7 +257,7 @@ def _user_folder(w: Path) -> str:
         (["--probe-images", "2"], "--probe-images 2: pass 3 or more"),
         (["--seed", "-1"], "--seed -1 is negative"),
         (["--out", _user_folder], "is not empty but was not written by consis"),
-        (["--out", _marked_by_other_writer], "not a paper layout"),
+        (["--out", _marked_by_other_writer], "holds a consis embedded output, not paper-layout"),
     ],
 )
 def test_cli_refuses_bad_arguments_before_any_work(args, fragment, tmp_path, capsys):

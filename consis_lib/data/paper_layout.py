@@ -54,9 +54,8 @@ it) and ``coverage`` (the summed fraction of each image it covers, 1 for an
 image-level label).
 
 Determinism: the same arguments give byte-identical files. The output folder is
-written atomically and carries :mod:`consis_lib.outputs`' marker (kind ``embedded``,
-written by this module); an existing folder is replaced only when this generator
-wrote it.
+written atomically and carries :mod:`consis_lib.outputs`' marker (kind
+``paper-layout``); an existing folder is replaced only when this generator wrote it.
 
 Example
 -------
@@ -90,7 +89,7 @@ from consis_lib.data.probe_scene import ProbeScene, compose_probe, plan_objects
 from consis_lib.data.sprites import load_sprites
 from consis_lib.data.textures import MATERIAL_NAMES, TEXTURE_NAMES
 from consis_lib.errors import ConsisError
-from consis_lib.outputs import atomic_output_dir, check_output_dir, read_marker, writer_id
+from consis_lib.outputs import atomic_output_dir, check_output_dir, writer_id
 
 __all__ = [
     "PROBE_SIZE",
@@ -184,12 +183,7 @@ def check_config(cfg: PaperLayoutConfig) -> PaperLayoutConfig:
 
 def check_output(out: Path) -> Path:
     """Refuse an output folder that is neither new, empty nor an earlier output of this generator."""
-    check_output_dir(out, "embedded")
-    marker = read_marker(out)
-    if marker is not None and not str(marker.get("writer", "")).startswith(__name__):
-        raise ConsisError(
-            f"{out} holds another consis output ({marker.get('writer')}), not a paper layout: pass a new or empty folder"
-        )
+    check_output_dir(out, "paper-layout")
     return out
 
 
@@ -491,7 +485,7 @@ def generate_paper_layout(
     styles = split_styles(DataConfig())["val"]
     cache = Path(cache_dir) if cache_dir is not None else cache_root()
     sprites = load_sprites([c.emoji for c in classes], styles, SPRITE_SIZE, cache)
-    with atomic_output_dir(out, "embedded", writer_id(__name__)) as tmp:
+    with atomic_output_dir(out, "paper-layout", writer_id(__name__)) as tmp:
         layout = PaperLayout(tmp)
         write_imagenet(layout.imagenet, cfg, classes, sprites)
         write_broden(layout.broden, cfg, classes, sprites)
