@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from consis_lib.config import Profile, get_profile, to_dict
+from consis_lib.config import Profile, to_dict
 from consis_lib.errors import ConsisError
 from consis_lib.results import MODELS, arch_label
 
@@ -168,14 +168,6 @@ class ArchContext:
         data = ds if subset is None else Subset(ds, list(subset))
         batch, workers = self.profile.dissect.batch_size, self.profile.train.num_workers
         return DataLoader(data, batch_size=batch, shuffle=False, num_workers=workers)
-
-    def tensors(self, split: str = "val") -> tuple[Any, Any]:
-        """Every image ``[N, 3, H, W]`` and label ``[N]`` of ``split`` in memory at once.
-
-        For small sets only (32 px smoke runs); the library's own passes stream
-        (:meth:`loader`, :meth:`images`, :meth:`labels`).
-        """
-        return self.images(range(len(self.dataset(split))), split), self.labels(split)
 
     def class_names(self) -> list[str]:
         return list(self.dataset("val").names)
@@ -377,5 +369,8 @@ def notebook_context(
     profile: str, arch: str | None, runs_root: str | Path = "runs", device: str | None = None, seed: int = 0
 ) -> ArchContext:
     """The :class:`ArchContext` of a per-arch notebook (its ``parameters`` cell's values);
-    ``arch=None`` for the arch-independent data page."""
-    return ArchContext(get_profile(profile), arch, runs_root, device, seed)
+    ``arch=None`` for the arch-independent data page. The input folders are those
+    the run recorded in ``runs/<profile>/run.json`` (``consis reproduce --data ...``)."""
+    from consis_lib.reproduce import recorded_profile
+
+    return ArchContext(recorded_profile(profile, runs_root), arch, runs_root, device, seed)

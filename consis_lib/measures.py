@@ -101,33 +101,9 @@ def image_set_columns(prefix: str, stats: dict[str, list[float | None]]) -> dict
     return {("consis" + prefix if k == "consis" else f"{k}{prefix}"): v for k, v in stats.items()}
 
 
-def shared_adversarial_set(ctx: Any) -> torch.Tensor:
-    """The normal model's FGSM images of the validation set, ``[N, 3, H, W]`` on the CPU."""
-    from consis_lib.attacks import fgsm
-
-    model = ctx.model("normal")
-    out = []
-    for x, y in ctx.loader("val"):
-        out.append(fgsm(model, x.to(ctx.device), y.to(ctx.device), ctx.profile.attack.eps).cpu())
-    return torch.cat(out)
-
-
-def shared_activations(ctx: Any, name: str, shared: torch.Tensor) -> torch.Tensor:
-    """``a_n`` of model ``name`` on the shared adversarial set ``[N, K]``."""
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from consis_lib.activations import unit_activations
-
-    _, labels = ctx.tensors("val")
-    loader = DataLoader(TensorDataset(shared, labels), batch_size=ctx.profile.dissect.batch_size)
-    res = unit_activations(
-        ctx.model(name), loader, ctx.layer, reduce=ctx.profile.metric.activation, device=ctx.device, progress=False
-    )
-    return res.acts
-
-
-def model_measures(ctx: Any, name: str, A: np.ndarray, shared: torch.Tensor) -> dict[str, Any]:
-    """Consistency with its attack-success controls and per-image accuracy of one model."""
+def model_measures(ctx: Any, name: str, A: np.ndarray, shared_acts: torch.Tensor) -> dict[str, Any]:
+    """Consistency with its attack-success controls and per-image accuracy of one model;
+    ``shared_acts`` are its activations on the normal model's FGSM images (the shared set)."""
     acts = ctx.activations(name)
     metric = ctx.profile.metric
     labels = acts.labels
@@ -136,7 +112,7 @@ def model_measures(ctx: Any, name: str, A: np.ndarray, shared: torch.Tensor) -> 
     out.update(image_set_columns("", unit_stats(acts.acts, labels, A, metric)))
     out.update(image_set_columns("_adv", unit_stats(acts.adv_acts, labels, A, metric)))
     out.update(image_set_columns("_adv_success", unit_stats(acts.adv_acts[success], labels[success], A, metric)))
-    out.update(image_set_columns("_adv_shared", unit_stats(shared_activations(ctx, name, shared), labels, A, metric)))
+    out.update(image_set_columns("_adv_shared", unit_stats(shared_acts, labels, A, metric)))
     return {
         **out,
         "attack_success": float(success.float().mean()),
@@ -171,8 +147,8 @@ def measure_seed(ctx: Any, variants: tuple[str, ...] = ()) -> dict[str, Any]:
     from consis_lib.wordnet import correlation_matrix
 
     A = correlation_matrix(ctx.distances(), ctx.profile.metric.sigma)
-    shared = shared_adversarial_set(ctx)
     names = list(MODELS) + list(variants)
+    shared = ctx.shared_activations(names)
     out: dict[str, Any] = {
         "identity": run_identity(ctx, names),
         "eps": ctx.profile.attack.eps,
@@ -183,7 +159,7 @@ def measure_seed(ctx: Any, variants: tuple[str, ...] = ()) -> dict[str, Any]:
     }
     for name in names:
         LOG.info("measuring %s seed %d %s", ctx.arch, ctx.seed, name)
-        entry = model_measures(ctx, name, A, shared)
+        entry = model_measures(ctx, name, A, shared[name])
         if name in MODELS:
             entry["dissection"] = dissection_measures(ctx, name)
         out["models"][name] = entry
