@@ -141,10 +141,12 @@ class ArchContext:
 
     def dataset(self, split: str = "val") -> Any:
         """The ``WnidImageFolder`` of ``split`` (images [3,H,W] in [0,1], labels); nothing decoded yet."""
-        from consis_lib.data.imagefolder import WnidImageFolder
+        from consis_lib.data.imagefolder import WnidImageFolder, resize_for
 
         size = self.profile.data.image_size
-        return self._once(("dataset", split), lambda: WnidImageFolder(self.data_root, split, image_size=size))
+        return self._once(
+            ("dataset", split), lambda: WnidImageFolder(self.data_root, split, image_size=size, resize_size=resize_for(size))
+        )
 
     def labels(self, split: str = "val") -> Any:
         """The labels ``[N]`` (int64) of ``split``, from the folder names (no image is read)."""

@@ -247,15 +247,6 @@ def measure(
     )
 
 
-def _center_crop(size: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    def crop(x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        top, left = (h - size) // 2, (w - size) // 2
-        return x[..., top : top + size, left : left + size]
-
-    return crop
-
-
 def image_folder(path: str | Path, image_size: int, crop: bool = False) -> Any:
     """The labelled images of ``path/val/<wnid>/`` (or ``path/<wnid>/``) at ``image_size``.
 
@@ -273,7 +264,7 @@ def image_folder(path: str | Path, image_size: int, crop: bool = False) -> Any:
     if split != "val" and not any(is_wnid(p.name) for p in path.iterdir() if p.is_dir()):
         raise ConsisError(f"{path} holds neither val/ nor WNID class folders; pass DIR with DIR/val/<wnid>/ or DIR/<wnid>/")
     if crop:
-        return WnidImageFolder(root, split, image_size=round(image_size * 8 / 7), transform=_center_crop(image_size))
+        return WnidImageFolder(root, split, image_size=image_size, resize_size=round(image_size * 8 / 7))
     return WnidImageFolder(root, split, image_size=image_size)
 
 
