@@ -178,8 +178,9 @@ def run_data(
 def starting_model(plan: Plan, data: RunData, init: str | Path | None) -> tuple[nn.Module, str]:
     """The model to train and the config hash of its ``init`` checkpoint ("" when built here).
 
-    Built from seed ``train.seed`` (with torchvision's pretrained weights for a
-    pretrained normal model or a fine-tuning that starts from it), or loaded from
+    Built from seed ``train.seed`` (with ImageNet weights, torchvision's or those of
+    ``model.weights``, for a pretrained normal model or a fine-tuning that starts
+    from it), or loaded from
     ``init`` (same arch, class count and scale, else ConsisError).
     """
     mcfg = plan.model
@@ -196,6 +197,7 @@ def starting_model(plan: Plan, data: RunData, init: str | Path | None) -> tuple[
         width_divisor=mcfg.width_divisor,
         image_size=data.image_size,
         pretrained=mcfg.pretrained and (plan.pretrained_init or not plan.adv),
+        weights=mcfg.weights or None,
     )
     return model, ""
 
