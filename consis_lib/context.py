@@ -373,6 +373,6 @@ def notebook_context(
     """The :class:`ArchContext` of a per-arch notebook (its ``parameters`` cell's values);
     ``arch=None`` for the arch-independent data page. The input folders are those
     the run recorded in ``runs/<profile>/run.json`` (``consis reproduce --data ...``)."""
-    from consis_lib.reproduce import recorded_profile
+    from consis_lib.run_inputs import recorded_profile
 
     return ArchContext(recorded_profile(profile, runs_root), arch, runs_root, device, seed)

@@ -1,7 +1,7 @@
 """The numbers behind Tables 1-3 and the claims scorecard for one (architecture, seed).
 
 For every model of the seed (``normal``, ``at``, ``adv``; see
-:func:`consis_lib.reproduce.model_plan`) one pass over the validation images gives
+:func:`consis_lib.run_training.model_plan`) one pass over the validation images gives
 ``a_n(x)`` on real images and on the model's own FGSM images (Eq. 1-3: consis,
 consis_adv), and the controls for attack success (DESIGN section 2):
 

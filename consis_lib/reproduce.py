@@ -42,10 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -55,130 +52,15 @@ from pathlib import Path
 from typing import Any
 
 from consis_lib.atomic import atomic_write_text
-from consis_lib.config import Profile, config_hash, get_profile
+from consis_lib.config import Profile, get_profile
 from consis_lib.context import RunPaths
 from consis_lib.errors import ConsisError
 from consis_lib.results import save_json
+from consis_lib.run_inputs import RUN_RECORD, check_pretrained_heads, run_profile, run_record
+from consis_lib.run_training import gpu_count, train_models
 
 LOG = logging.getLogger(__name__)
 
-RUN_RECORD = "run.json"
-
-# ----------------------------------------------------------------------------- input folders
-
-
-def check_image_folder(folder: Path) -> int:
-    """Check an ImageNet-layout folder without decoding images; returns its class count.
-
-    ``train/`` and ``val/`` must hold the same WNID class folders, each with an image.
-    """
-    from consis_lib.data.imagefolder import IMAGE_EXTENSIONS
-    from consis_lib.wordnet import is_wnid
-
-    if not folder.is_dir():
-        raise ConsisError(f"--data {folder} does not exist: pass an ImageNet-layout folder (train/<wnid>/, val/<wnid>/)")
-    classes = {}
-    for split in ("train", "val"):
-        if not (folder / split).is_dir():
-            raise ConsisError(f"--data {folder} has no {split}/ folder: it needs train/<wnid>/ and val/<wnid>/")
-        classes[split] = sorted(d.name for d in (folder / split).iterdir() if d.is_dir() and not d.name.startswith("."))
-        if not classes[split]:
-            raise ConsisError(f"--data {folder / split} has no class folders: put the images in <wnid>/ folders")
-        bad = [c for c in classes[split] if not is_wnid(c)]
-        if bad:
-            raise ConsisError(f"--data {folder / split}/{bad[0]} is not a WNID class folder: rename it (e.g. n02084071)")
-        for c in classes[split]:
-            with os.scandir(folder / split / c) as files:
-                has_image = any(f.name.lower().endswith(IMAGE_EXTENSIONS) for f in files)
-            if not has_image:
-                raise ConsisError(f"--data {folder / split / c} holds no .png/.jpg/.jpeg image: add images or remove it")
-    if classes["train"] != classes["val"]:
-        odd = sorted(set(classes["train"]) ^ set(classes["val"]))[0]
-        raise ConsisError(f"--data {folder}: train/ and val/ hold different class folders (e.g. {odd}): make them match")
-    return len(classes["train"])
-
-
-def check_broden_folder(folder: Path) -> None:
-    """Check a Broden folder's files and ``index.csv`` header without reading images."""
-    from consis_lib.data.broden import INDEX_COLUMNS
-
-    if not folder.is_dir():
-        raise ConsisError(f"--probe {folder} does not exist: pass a Broden folder (e.g. NetDissect's broden1_224)")
-    for name in ("index.csv", "label.csv", "category.csv", "images"):
-        if not (folder / name).exists():
-            raise ConsisError(f"--probe {folder} has no {name}: pass a Broden folder (index.csv, label.csv, category.csv, images/)")
-    with open(folder / "index.csv", encoding="utf-8") as f:
-        header = [c.strip() for c in f.readline().split(",")]
-    missing = [c for c in INDEX_COLUMNS if c not in header]
-    if missing:
-        raise ConsisError(f"--probe {folder}/index.csv lacks the column(s) {', '.join(missing)}: pass a Broden folder")
-
-
-def with_inputs(profile: Profile, data: str, probe: str, weights: str = "") -> Profile:
-    """``profile`` reading ``data`` (ImageNet layout), ``probe`` (Broden) and ``weights``."""
-    return dataclasses.replace(
-        profile,
-        data=dataclasses.replace(profile.data, root=data, probe_root=probe),
-        model=dataclasses.replace(profile.model, weights=weights),
-    )
-
-
-def run_profile(
-    profile_name: str, root: Path, data: str | Path | None = None, probe: str | Path | None = None,
-    weights: str | Path | None = None, archs: Sequence[str] = (),
-) -> Profile:
-    """The profile of a run with its input folders, each checked (module docstring).
-
-    Relative folders are taken from ``root``; ``archs`` need a file in ``weights``.
-    """
-    from consis_lib.models import weights_file
-
-    profile = get_profile(profile_name)
-    given = [flag for flag, v in (("--data", data), ("--probe", probe), ("--weights", weights)) if v is not None]
-    if profile.data.source != "folder":
-        if given:
-            raise ConsisError(
-                f"{', '.join(given)}: profile {profile.name} generates its images and probe and trains width-scaled "
-                "models from scratch; use --profile paper for local ImageNet/Broden folders and weights"
-            )
-        return profile
-    data_dir, probe_dir = ((root / v).resolve() for v in (data or profile.data.root, probe or profile.data.probe_root))
-    check_image_folder(data_dir)
-    check_broden_folder(probe_dir)
-    weights_dir = (root / Path(weights)).resolve() if weights is not None else None
-    for arch in archs if weights_dir is not None else ():
-        weights_file(arch, weights_dir)
-    return with_inputs(profile, str(data_dir), str(probe_dir), str(weights_dir or ""))
-
-
-def recorded_profile(profile_name: str, runs_root: str | Path) -> Profile:
-    """The profile a ``reproduce`` run used: the named one with the input folders that
-    its ``runs/<profile>/run.json`` records (the profile itself when none are)."""
-    profile = get_profile(profile_name)
-    record = Path(runs_root) / profile.name / RUN_RECORD
-    inputs = json.loads(record.read_text()).get("inputs") if record.is_file() else None
-    return with_inputs(profile, **inputs) if inputs else profile
-
-
-def check_pretrained_heads(profile: Profile, archs: Sequence[str]) -> None:
-    """Refuse weights that do not fit, or a replaced head used untrained (paper scale)."""
-    from consis_lib.models import check_pretrained_head
-    from consis_lib.train_cli import data_wnids
-
-    if profile.data.source == "folder" and profile.model.pretrained:
-        classes = len(data_wnids(profile, None))
-        for arch in archs:
-            check_pretrained_head(dataclasses.replace(profile.model, arch=arch), classes, profile.train.epochs)
-
-
-def run_record(profile: Profile, archs: Sequence[str]) -> dict[str, Any]:
-    """What ``run.json`` holds: the profile, its architectures and hash, and its input folders."""
-    record: dict[str, Any] = {"profile": profile.name, "archs": list(archs), "config_hash": config_hash(profile)}
-    if profile.data.source == "folder":
-        record["inputs"] = {"data": profile.data.root, "probe": profile.data.probe_root, "weights": profile.model.weights}
-    return record
-
-# ----------------------------------------------------------------------------- pipeline
 
 
 def per_arch_templates(notebooks: Path) -> list[Path]:
@@ -224,143 +106,6 @@ def prepare_data(profile: Profile, paths: RunPaths) -> tuple[Path, Path]:
 
     return prepare_dataset(profile.data, paths.data_cache), prepare_probe(profile.data, paths.data_cache)
 
-
-def model_plan(profile: Profile, arch: str, seed: int) -> list[tuple[str, Profile, bool]]:
-    """The models of one (arch, seed): ``(name, profile to train it with, adv)`` in training order.
-
-    ``normal`` (cross-entropy); ``at``: the Eq. 6 schedule with beta = 0, the control
-    (same code path, :func:`consis_lib.train.eq6_backward`); ``adv``: Eq. 6; then the
-    study variants when ``arch`` is the profile's ``study.study_arch`` and ``seed`` its first seed.
-    """
-    base = dataclasses.replace(profile, train=dataclasses.replace(profile.train, seed=seed))
-    plan = [("normal", base, False), ("at", with_train(base, beta=0.0), True), ("adv", base, True)]
-    if arch == profile.study.study_arch and seed == profile.study.seeds[0]:
-        for v in profile.study.variants:
-            variant = with_train(
-                base, beta=base.train.beta * v.beta_factor,
-                normalize_features=v.normalize_features, stop_gradient_clean=v.stop_gradient_clean,
-                finetune_from_normal=v.finetune_from_normal,
-            )
-            plan.append((v.name, variant, True))
-    return plan
-
-
-def with_train(profile: Profile, **changes: Any) -> Profile:
-    """``profile`` with some :class:`~consis_lib.config.TrainConfig` fields replaced."""
-    return dataclasses.replace(profile, train=dataclasses.replace(profile.train, **changes))
-
-
-def gpu_count() -> int:
-    """How many CUDA devices this process sees (``CUDA_VISIBLE_DEVICES`` applies)."""
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def train_models(
-    profile: Profile, arch: str, seed: int, data_root: Path, paths: RunPaths, device: str | None = None, nproc: int = 1
-) -> dict[str, Path]:
-    """Train every model of :func:`model_plan` (adversarial ones fine-tune the normal one).
-
-    A checkpoint is reused only when its stored config hash equals this run's
-    (``fit(resume=True)`` checks it); any other checkpoint is retrained from the start.
-    With ``nproc > 1`` each model is trained by ``consis train`` under torchrun
-    (:func:`torchrun_fit`) at a per-GPU batch of the profile's batch size / ``nproc``.
-
-    Returns
-    -------
-    model name -> its ``model.pt``.
-    """
-    from consis_lib.train import CHECKPOINT
-    from consis_lib.train_cli import on_folder
-
-    if profile.data.source == "folder":
-        profile = on_folder(profile, data_root)
-    if nproc > 1:
-        profile = with_train(profile, batch_size=max(1, profile.train.batch_size // nproc))
-    ckpts: dict[str, Path] = {}
-    for name, prof, adv in model_plan(profile, arch, seed):
-        out = paths.checkpoint_dir(arch, name, seed)
-        init = ckpts["normal"] if adv and prof.train.finetune_from_normal else None
-        if nproc > 1:
-            torchrun_fit(train_argv(prof, arch, adv, data_root, out, init), out, nproc)
-        else:
-            fit_here(prof, arch, adv, data_root, out, init, device)
-        ckpts[name] = out / CHECKPOINT
-    return ckpts
-
-
-def fit_here(
-    prof: Profile, arch: str, adv: bool, data_root: Path, out: Path, init: Path | None, device: str | None
-) -> None:
-    """Train one model in this process, holding ``out``'s lock; a checkpoint of
-    another configuration is retrained from the start."""
-    from consis_lib.outputs import claim_output_dir, output_lock, write_marker, writer_id
-    from consis_lib.train import CHECKPOINT, fit
-    from consis_lib.train import LOG as TRAIN_LOG
-
-    files = (CHECKPOINT, TRAIN_LOG)
-    kw = dict(arch=arch, adv=adv, data_root=data_root, init=init, device=device, progress=False)
-    claim_output_dir(out, "train", writer_id(__name__), expected=files)
-    with output_lock(out, "consis reproduce"):
-        try:
-            fit(prof, out, resume=(out / CHECKPOINT).is_file(), **kw)
-        except ConsisError as exc:
-            if "another configuration" not in str(exc):
-                raise
-            LOG.info("%s: config changed, retraining from scratch", out)
-            fit(prof, out, resume=False, **kw)
-        write_marker(out, "train", writer_id(__name__), expected=files)
-
-
-_TRAIN_OPTIONS = ("alpha", "beta", "epochs", "adv_epochs", "lr", "adv_lr", "batch_size", "seed", "num_workers")
-
-
-def train_argv(prof: Profile, arch: str, adv: bool, data_root: Path, out: Path, init: Path | None) -> list[str]:
-    """``consis train`` arguments that rebuild ``prof`` exactly.
-
-    Raises ConsisError when the command line cannot express ``prof`` (checked with
-    the command's own parser and :func:`consis_lib.train_cli.train_profile`).
-    """
-    from consis_lib.cli import build_parser
-    from consis_lib.train_cli import train_profile
-
-    base = get_profile(prof.name)
-    argv = ["train", "--profile", prof.name, "--arch", arch, "--data", str(data_root), "--out", str(out)]
-    for name in _TRAIN_OPTIONS:
-        if getattr(prof.train, name) != getattr(base.train, name):
-            argv += ["--" + name.replace("_", "-"), repr(getattr(prof.train, name))]
-    if prof.attack.eps != base.attack.eps:
-        argv += ["--eps", repr(prof.attack.eps)]
-    switches = {
-        "--adv": adv, "--from-scratch": not prof.train.finetune_from_normal,
-        "--normalize-features": prof.train.normalize_features, "--stop-gradient-clean": prof.train.stop_gradient_clean,
-        "--no-pretrained": base.model.pretrained and not prof.model.pretrained,
-    }
-    argv += [flag for flag, on in switches.items() if on]
-    argv += ["--weights", prof.model.weights] if prof.model.weights else []
-    argv += ["--init", str(init)] if init is not None else []
-    want = dataclasses.replace(prof, model=dataclasses.replace(prof.model, arch=arch))
-    if train_profile(build_parser().parse_args(argv)) != want:
-        raise ConsisError(f"`consis train` options cannot express the configuration of {out}: train it on one GPU")
-    return argv
-
-
-def torchrun_fit(argv: Sequence[str], out: Path, nproc: int) -> None:
-    """Run ``consis train`` under torchrun on ``nproc`` processes; a checkpoint in
-    ``out`` is resumed, or retrained from the start when its configuration differs."""
-    from consis_lib.train import CHECKPOINT
-
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "consis_lib", *argv]
-    resume = (out / CHECKPOINT).is_file()
-    proc = subprocess.run(cmd + ["--resume"] * resume, capture_output=True, text=True)
-    if proc.returncode != 0 and resume and "another configuration" in proc.stderr:
-        LOG.info("%s: config changed, retraining from scratch", out)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = proc.stderr.splitlines()
-        reason = next((ln for ln in reversed(lines) if "consis: error:" in ln), lines[-1] if lines else "no output")
-        raise ConsisError(f"torchrun training of {out} failed (exit {proc.returncode}): {reason.strip()}")
 
 
 def measure_and_save(profile: Profile, arch: str, seed: int, root: Path) -> Path:
@@ -415,15 +160,20 @@ def build_book(root: Path) -> str | None:
     return None
 
 
-def template_parameters(profile: Profile, template: str) -> dict[str, Any]:
+HIGHLIGHTS = ("discrepancy", "activation")
+
+
+def template_parameters(profile: Profile, template: str, highlight: str | None = None) -> dict[str, Any]:
     """Extra papermill parameters of one template for a profile.
 
-    The ambiguity page uses discrepancy maps (Zhou et al. 2015), except on the
-    ``smoke`` profile, whose time budget only allows the upsampled activation map;
+    The ambiguity page highlights with discrepancy maps (Zhou et al. 2015), except on
+    the ``smoke`` profile, whose time budget only allows the upsampled activation
+    map, or where ``highlight`` says otherwise (a paper-scale run on a CPU: the
+    occlusion maps of 224 px images cost about 5,000 forward passes per image);
     the page names the highlight it shows.
     """
     if template == "02_ambiguity":
-        return {"highlight": "activation" if profile.name == "smoke" else "discrepancy"}
+        return {"highlight": highlight or ("activation" if profile.name == "smoke" else "discrepancy")}
     return {}
 
 
@@ -465,7 +215,8 @@ class StepLog:
 
 
 def run_arch(
-    log: StepLog, profile: Profile, arch: str, data_root: Path, paths: RunPaths, templates: Sequence[Path], nproc: int = 1
+    log: StepLog, profile: Profile, arch: str, data_root: Path, paths: RunPaths, templates: Sequence[Path],
+    nproc: int = 1, highlight: str | None = None,
 ) -> None:
     """Train and measure every seed of ``arch``, then run its pages (skipped, and
     counted as failed, when training or measuring fails). ``nproc > 1``: train under
@@ -485,7 +236,7 @@ def run_arch(
             return
     for tpl in templates:
         # runs_root is relative to root (the kernels run there): no machine paths in the book
-        params = dict(arch=arch, profile=profile.name, seed=seed, runs_root="runs", **template_parameters(profile, tpl.stem))
+        params = dict(arch=arch, profile=profile.name, seed=seed, runs_root="runs", **template_parameters(profile, tpl.stem, highlight))
         log.notebook(f"{arch} {tpl.stem}", tpl, paths.executed / arch / tpl.name, params, paths.root)
 
 
@@ -506,6 +257,7 @@ def reproduce(
     data: str | Path | None = None,
     probe: str | Path | None = None,
     weights: str | Path | None = None,
+    highlight: str | None = None,
 ) -> int:
     """Run the whole pipeline for a profile; returns the process exit code (0 = success).
 
@@ -517,6 +269,8 @@ def reproduce(
     build : also build the book.
     data, probe, weights : ``paper`` only: the ImageNet-layout folder, the Broden
         folder and the folder of state_dicts (module docstring); checked first.
+    highlight : the ambiguity page's highlight, ``discrepancy`` or ``activation``
+        (default: :func:`template_parameters`'s choice for the profile).
 
     The per-arch pages show the first seed of ``profile.study.seeds`` (every arch
     runs it); the summary and its scorecard read every seed's ``measures.json``.
@@ -528,6 +282,8 @@ def reproduce(
     unknown = [a for a in archs if a not in base.archs]
     if unknown:
         raise ConsisError(f"unknown arch {unknown}; choose from {', '.join(base.archs)}")
+    if highlight not in (None, *HIGHLIGHTS):
+        raise ConsisError(f"unknown highlight {highlight!r}; choose from {', '.join(HIGHLIGHTS)}")
     profile = run_profile(profile_name, paths.root, data, probe, weights, archs)
     check_pretrained_heads(profile, archs)
     nproc = gpu_count() if profile.model.scale == "paper" else 1
@@ -546,7 +302,7 @@ def reproduce(
         save_json(run_record(profile, archs), paths.runs / RUN_RECORD)
         log.notebook("data page", data_nb, paths.executed / "data.ipynb", common, paths.root)
         for arch in archs:
-            run_arch(log, profile, arch, data_root, paths, templates, nproc)
+            run_arch(log, profile, arch, data_root, paths, templates, nproc, highlight)
         for page in (summary, comparison):  # pages over every architecture
             log.notebook(page.stem, page, paths.executed / page.name, dict(common, archs=list(archs)), paths.root)
         if not log.failures:
@@ -578,7 +334,7 @@ def _cli(args: argparse.Namespace) -> int:
     logging.getLogger("papermill").setLevel(logging.WARNING)  # one progress bar, not a line per cell
     return reproduce(
         args.profile, root=args.root, archs=args.arch or None, build=not args.no_book,
-        data=args.data, probe=args.probe, weights=args.weights,
+        data=args.data, probe=args.probe, weights=args.weights, highlight=args.highlight,
     )
 
 
@@ -602,4 +358,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None,
                    help="paper profile: folder of ImageNet state_dicts alexnet.pth, vgg16.pth, resnet18.pth "
                    "(default: torchvision's weights API, its $TORCH_HOME cache when offline)")
+    p.add_argument("--highlight", choices=HIGHLIGHTS, default=None,
+                   help="regions shown on the ambiguity page (default: discrepancy maps; activation maps on smoke, "
+                   "and the quick choice for a paper-scale run on a CPU)")
     p.set_defaults(func=_cli)

@@ -15,7 +15,7 @@ import torchvision
 from matplotlib.figure import Figure
 from PIL import Image
 
-from consis_lib import reproduce as rp
+from consis_lib import run_inputs, run_training
 from consis_lib.cli import build_parser, main
 from consis_lib.config import config_hash, get_profile
 from consis_lib.context import RunPaths
@@ -75,10 +75,10 @@ def _one_line(exc: pytest.ExceptionInfo[ConsisError]) -> str:
 
 def test_paper_profile_takes_the_folders(tmp_path: Path, inputs: tuple[Path, Path]) -> None:
     data, probe = inputs
-    prof = rp.run_profile("paper", tmp_path, data, probe)
+    prof = run_inputs.run_profile("paper", tmp_path, data, probe)
     assert prof.data.root == str(data.resolve()) and prof.data.probe_root == str(probe.resolve())
     assert prof.model.weights == ""
-    relative = rp.run_profile("paper", tmp_path, "imagenet", "broden")  # taken from the root
+    relative = run_inputs.run_profile("paper", tmp_path, "imagenet", "broden")  # taken from the root
     assert relative == prof
 
 
@@ -96,7 +96,7 @@ def test_bad_imagenet_folder_is_named_in_one_line(tmp_path: Path, inputs: tuple[
     data, probe = inputs
     damage(data)
     with pytest.raises(ConsisError) as exc:
-        rp.run_profile("paper", tmp_path, data, probe)
+        run_inputs.run_profile("paper", tmp_path, data, probe)
     assert expected in _one_line(exc) and "--data" in str(exc.value)
 
 
@@ -112,7 +112,7 @@ def test_bad_broden_folder_is_named_in_one_line(tmp_path: Path, inputs: tuple[Pa
     data, probe = inputs
     damage(probe)
     with pytest.raises(ConsisError) as exc:
-        rp.run_profile("paper", tmp_path, data, probe)
+        run_inputs.run_profile("paper", tmp_path, data, probe)
     assert expected in _one_line(exc) and "--probe" in str(exc.value)
 
 
@@ -120,19 +120,19 @@ def test_weights_folder_needs_a_file_per_arch(tmp_path: Path, inputs: tuple[Path
     weights = tmp_path / "weights"
     weights.mkdir()
     (weights / "resnet18.pth").write_bytes(b"")
-    prof = rp.run_profile("paper", tmp_path, *inputs, weights=weights, archs=("resnet18",))
+    prof = run_inputs.run_profile("paper", tmp_path, *inputs, weights=weights, archs=("resnet18",))
     assert prof.model.weights == str(weights.resolve())
     with pytest.raises(ConsisError) as exc:
-        rp.run_profile("paper", tmp_path, *inputs, weights=weights, archs=("resnet18", "vgg16"))
+        run_inputs.run_profile("paper", tmp_path, *inputs, weights=weights, archs=("resnet18", "vgg16"))
     assert "has no vgg16.pth" in _one_line(exc)
 
 
 @pytest.mark.parametrize("profile", ["smoke", "default", "full"])
 def test_other_profiles_refuse_the_folders(tmp_path: Path, inputs: tuple[Path, Path], profile: str) -> None:
     with pytest.raises(ConsisError) as exc:
-        rp.run_profile(profile, tmp_path, data=inputs[0])
+        run_inputs.run_profile(profile, tmp_path, data=inputs[0])
     assert f"--data: profile {profile} generates its images" in _one_line(exc)
-    assert rp.run_profile(profile, tmp_path) == get_profile(profile)
+    assert run_inputs.run_profile(profile, tmp_path) == get_profile(profile)
 
 
 def test_cli_refuses_before_any_work(tmp_path: Path, inputs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
@@ -166,14 +166,14 @@ def test_untrained_replaced_head_is_refused_before_any_work(
 
 
 def test_run_record_gives_the_notebooks_the_same_profile(tmp_path: Path, inputs: tuple[Path, Path]) -> None:
-    prof = rp.run_profile("paper", tmp_path, *inputs)
-    save_json(rp.run_record(prof, ["resnet18"]), tmp_path / "runs" / "paper" / rp.RUN_RECORD)
-    again = rp.recorded_profile("paper", tmp_path / "runs")
+    prof = run_inputs.run_profile("paper", tmp_path, *inputs)
+    save_json(run_inputs.run_record(prof, ["resnet18"]), tmp_path / "runs" / "paper" / run_inputs.RUN_RECORD)
+    again = run_inputs.recorded_profile("paper", tmp_path / "runs")
     assert again == prof and config_hash(again) == config_hash(prof)
     smoke = get_profile("smoke")
-    save_json(rp.run_record(smoke, ["resnet18"]), tmp_path / "runs" / "smoke" / rp.RUN_RECORD)
-    assert rp.recorded_profile("smoke", tmp_path / "runs") == smoke
-    assert rp.recorded_profile("default", tmp_path / "runs") == get_profile("default")  # no run yet
+    save_json(run_inputs.run_record(smoke, ["resnet18"]), tmp_path / "runs" / "smoke" / run_inputs.RUN_RECORD)
+    assert run_inputs.recorded_profile("smoke", tmp_path / "runs") == smoke
+    assert run_inputs.recorded_profile("default", tmp_path / "runs") == get_profile("default")  # no run yet
 
 
 # --------------------------------------------------------------------------- training under torchrun
@@ -182,19 +182,19 @@ def test_run_record_gives_the_notebooks_the_same_profile(tmp_path: Path, inputs:
 def _plan_profile(tmp_path: Path, inputs: tuple[Path, Path]):
     from consis_lib.train_cli import on_folder
 
-    prof = rp.run_profile("paper", tmp_path, *inputs)
+    prof = run_inputs.run_profile("paper", tmp_path, *inputs)
     return on_folder(prof, prof.data.root)
 
 
 def test_train_argv_rebuilds_every_model_of_the_plan(tmp_path: Path, inputs: tuple[Path, Path]) -> None:
     prof = _plan_profile(tmp_path, inputs)
-    plan = rp.model_plan(prof, "alexnet", 1)
+    plan = run_training.model_plan(prof, "alexnet", 1)
     assert [name for name, _, _ in plan] == ["normal", "at", "adv"]  # seed 1: no study variants
-    plan += rp.model_plan(prof, "alexnet", 0)[3:]
+    plan += run_training.model_plan(prof, "alexnet", 0)[3:]
     flags = {}
     for name, model_prof, adv in plan:
         init = None if name in ("normal", "scratch") else tmp_path / "normal"
-        argv = rp.train_argv(model_prof, "alexnet", adv, Path(prof.data.root), tmp_path / name, init)
+        argv = run_training.train_argv(model_prof, "alexnet", adv, Path(prof.data.root), tmp_path / name, init)
         want = dataclasses.replace(model_prof, model=dataclasses.replace(model_prof.model, arch="alexnet"))
         assert train_profile(build_parser().parse_args(argv)) == want
         flags[name] = argv
@@ -206,22 +206,22 @@ def test_train_argv_rebuilds_every_model_of_the_plan(tmp_path: Path, inputs: tup
 
 def test_train_argv_refuses_what_the_command_line_cannot_say(tmp_path: Path, inputs: tuple[Path, Path]) -> None:
     prof = _plan_profile(tmp_path, inputs)
-    odd = rp.with_train(prof, momentum=0.5)
+    odd = run_training.with_train(prof, momentum=0.5)
     with pytest.raises(ConsisError, match="cannot express"):
-        rp.train_argv(odd, "resnet18", False, Path(prof.data.root), tmp_path / "n", None)
+        run_training.train_argv(odd, "resnet18", False, Path(prof.data.root), tmp_path / "n", None)
 
 
 def test_several_gpus_train_under_torchrun(tmp_path: Path, inputs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    prof = rp.run_profile("paper", tmp_path, *inputs)
+    prof = run_inputs.run_profile("paper", tmp_path, *inputs)
     calls: list[list[str]] = []
 
     def fake_run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(rp.subprocess, "run", fake_run)
+    monkeypatch.setattr(run_training.subprocess, "run", fake_run)
     paths = RunPaths(tmp_path, "paper")
-    ckpts = rp.train_models(prof, "resnet18", 0, Path(prof.data.root), paths, nproc=4)
+    ckpts = run_training.train_models(prof, "resnet18", 0, Path(prof.data.root), paths, nproc=4)
     assert list(ckpts) == ["normal", "at", "adv"]
     assert len(calls) == 3
     for cmd in calls:
@@ -245,12 +245,12 @@ def test_torchrun_resumes_retrains_a_changed_config_and_reports_errors(
         rc, err = answers.pop(0)
         return subprocess.CompletedProcess(cmd, rc, "", err)
 
-    monkeypatch.setattr(rp.subprocess, "run", fake_run)
-    rp.torchrun_fit(["train", "--out", str(tmp_path)], tmp_path, 2)
+    monkeypatch.setattr(run_training.subprocess, "run", fake_run)
+    run_training.torchrun_fit(["train", "--out", str(tmp_path)], tmp_path, 2)
     assert calls[0][-1] == "--resume" and calls[1][-1] != "--resume"
     answers[:] = [(1, "[rank0]: consis: error: loss is nan at epoch 1\nChildFailedError\n")]
     with pytest.raises(ConsisError, match="failed \\(exit 1\\): \\[rank0\\]: consis: error: loss is nan"):
-        rp.torchrun_fit(["train"], tmp_path, 2)
+        run_training.torchrun_fit(["train"], tmp_path, 2)
 
 
 # --------------------------------------------------------------------------- the data page on folder data
@@ -258,7 +258,7 @@ def test_torchrun_resumes_retrains_a_changed_config_and_reports_errors(
 
 def test_folder_contact_sheet_shows_a_few_images_per_class(tmp_path: Path, wordnet: object) -> None:
     data = imagenet(tmp_path / "imagenet", per_class=3)
-    cfg = rp.run_profile("paper", tmp_path, data, broden(tmp_path / "broden")).data
+    cfg = run_inputs.run_profile("paper", tmp_path, data, broden(tmp_path / "broden")).data
     fig = contact_sheet(cfg)
     assert isinstance(fig, Figure) and len(fig.axes) == 3 * 6
     labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
@@ -286,3 +286,21 @@ def test_probe_example_of_a_broden_folder(tmp_path: Path) -> None:
     assert ex.masks["color"].tolist() == [[1] * 4] * 2 + [[0] * 4] * 2 and not ex.masks["object"].any()
     assert ex.names[1] == "red-c"
     assert isinstance(probe_example_figure(ex), Figure)
+
+
+def test_highlight_choice_reaches_the_ambiguity_page_only():
+    from consis_lib.reproduce import template_parameters
+
+    paper, smoke = get_profile("paper"), get_profile("smoke")
+    assert template_parameters(paper, "02_ambiguity") == {"highlight": "discrepancy"}
+    assert template_parameters(smoke, "02_ambiguity") == {"highlight": "activation"}
+    assert template_parameters(paper, "02_ambiguity", "activation") == {"highlight": "activation"}
+    assert template_parameters(paper, "03_consistency", "activation") == {}
+
+
+def test_unknown_highlight_is_refused_before_any_work(tmp_path):
+    from consis_lib.reproduce import reproduce
+
+    with pytest.raises(ConsisError, match="unknown highlight 'occlusion'"):
+        reproduce("smoke", root=tmp_path, highlight="occlusion")
+    assert list(tmp_path.iterdir()) == []

@@ -211,7 +211,7 @@ def test_fit_writes_checkpoint_and_log_that_reload(tmp_path: Path) -> None:
 
 def test_at_control_is_the_eq6_trainer_with_beta_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """AT differs from Eq. 6 in beta only and trains through the same eq6_backward."""
-    from consis_lib.reproduce import model_plan
+    from consis_lib.run_training import model_plan
 
     plan = {name: (prof, adv) for name, prof, adv in model_plan(tiny_profile(), "alexnet", seed=3)}
     at, eq6 = plan["at"][0], plan["adv"][0]
