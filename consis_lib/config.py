@@ -60,7 +60,7 @@ class ModelConfig:
     """Architecture choice. ``scale="paper"`` is torchvision's exact network;
     ``scale="small"`` is the width-scaled BatchNorm variant for 32/64 px inputs.
     ``weights``: with ``pretrained``, a folder of state_dicts
-    (:func:`consis_lib.models.weights_file`); ``""`` uses torchvision's weights API."""
+    (:func:`consis_lib.weights.weights_file`); ``""`` uses torchvision's weights API."""
 
     arch: str = "resnet18"
     scale: str = "small"

@@ -54,6 +54,7 @@ from typing import Any
 from consis_lib.atomic import atomic_write_text
 from consis_lib.config import Profile, get_profile
 from consis_lib.context import RunPaths
+from consis_lib.dissect import check_config as check_dissect_config
 from consis_lib.errors import ConsisError
 from consis_lib.results import save_json
 from consis_lib.run_inputs import RUN_RECORD, check_pretrained_heads, run_profile, run_record
@@ -286,6 +287,7 @@ def reproduce(
         raise ConsisError(f"unknown highlight {highlight!r}; choose from {', '.join(HIGHLIGHTS)}")
     profile = run_profile(profile_name, paths.root, data, probe, weights, archs)
     check_pretrained_heads(profile, archs)
+    check_dissect_config(profile.dissect)
     nproc = gpu_count() if profile.model.scale == "paper" else 1
     templates = per_arch_templates(paths.notebooks)
     summary, data_nb, comparison = (paths.notebooks / f"{n}.ipynb" for n in ("summary", "data", "comparison"))

@@ -84,7 +84,7 @@ def run_profile(
 
     Relative folders are taken from ``root``; ``archs`` need a file in ``weights``.
     """
-    from consis_lib.models import weights_file
+    from consis_lib.weights import weights_file
 
     profile = get_profile(profile_name)
     given = [flag for flag, v in (("--data", data), ("--probe", probe), ("--weights", weights)) if v is not None]
@@ -115,7 +115,7 @@ def recorded_profile(profile_name: str, runs_root: str | Path) -> Profile:
 
 def check_pretrained_heads(profile: Profile, archs: Sequence[str]) -> None:
     """Refuse weights that do not fit, or a replaced head used untrained (paper scale)."""
-    from consis_lib.models import check_pretrained_head
+    from consis_lib.weights import check_pretrained_head
     from consis_lib.train_cli import data_wnids
 
     if profile.data.source == "folder" and profile.model.pretrained:

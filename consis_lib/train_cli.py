@@ -13,7 +13,7 @@ Before a single batch is trained the command checks, each failing with one line:
   checkpoint; and that no other ``consis train`` writes into it (a lock file that is
   released on exit; a lock of a process that no longer runs is taken over);
 * pretrained weights (paper scale): torchvision's, or ``--weights DIR`` holding
-  ``<arch>.pth`` state_dicts (:func:`consis_lib.models.weights_file`), whose keys
+  ``<arch>.pth`` state_dicts (:func:`consis_lib.weights.weights_file`), whose keys
   and shapes must fit the architecture; a classifier head of another class count
   is replaced (a warning), and refused when the normal model trains 0 epochs.
 
@@ -50,7 +50,8 @@ from consis_lib import checks
 from consis_lib.config import Profile, get_profile
 from consis_lib.data.imagefolder import IMAGE_EXTENSIONS
 from consis_lib.errors import ConsisError
-from consis_lib.models import ARCHS, build_model, check_pretrained_head
+from consis_lib.models import ARCHS, build_model
+from consis_lib.weights import check_pretrained_head
 from consis_lib.outputs import check_output_dir, claim_output_dir, output_lock, write_marker, writer_id
 from consis_lib.train import CHECKPOINT, LOG, fit
 
@@ -241,7 +242,7 @@ def _check_run(args: argparse.Namespace) -> Profile:
 
 def check_weights(args: argparse.Namespace, prof: Profile, num_classes: int) -> None:
     """Refuse ``--weights`` where no pretrained model is built, and pretrained weights
-    that do not fit (:func:`consis_lib.models.check_pretrained_head`)."""
+    that do not fit (:func:`consis_lib.weights.check_pretrained_head`)."""
     mcfg, tcfg = prof.model, prof.train
     if args.weights is not None and not (mcfg.pretrained and mcfg.scale == "paper"):
         raise ConsisError(

@@ -15,14 +15,15 @@ from consis_lib import models
 from consis_lib.config import ModelConfig
 from consis_lib.errors import ConsisError
 from consis_lib.hooks import capture, count_hooks
+from consis_lib import weights
 from consis_lib.models import (
     ARCHS,
     Normalize,
     build_model,
-    check_pretrained_head,
     metric_layer,
     model_from_config,
 )
+from consis_lib.weights import check_pretrained_head
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +135,7 @@ def test_pretrained_without_network_fails_fast(tmp_path, monkeypatch) -> None:
         calls.append(url)
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(models, "_probe_url", offline)
+    monkeypatch.setattr(weights, "_probe_url", offline)
     t0 = time.perf_counter()
     with pytest.raises(ConsisError, match="resnet18-f37072fd.pth"):
         build_model("resnet18", 1000, scale="paper", pretrained=True)
@@ -145,7 +146,7 @@ def test_pretrained_without_network_fails_fast(tmp_path, monkeypatch) -> None:
 
 def test_pretrained_uses_cached_weights(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(models, "_probe_url", lambda *a, **k: pytest.fail("must not touch the network"))
+    monkeypatch.setattr(weights, "_probe_url", lambda *a, **k: pytest.fail("must not touch the network"))
     torch.manual_seed(3)
     ref = torchvision.models.resnet18()
     ckpt_dir = tmp_path / "hub" / "checkpoints"
@@ -182,7 +183,7 @@ def _states_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
 
 @pytest.mark.parametrize("name", ["resnet18.pth", "resnet18-f37072fd.pth"])
 def test_weights_folder_loads_exactly(tmp_path, monkeypatch, imagenet_state, name: str, caplog) -> None:
-    monkeypatch.setattr(models, "_probe_url", lambda *a, **k: pytest.fail("must not touch the network"))
+    monkeypatch.setattr(weights, "_probe_url", lambda *a, **k: pytest.fail("must not touch the network"))
     folder = _weights_dir(tmp_path / "w", imagenet_state, name)
     with caplog.at_level("WARNING", logger="consis_lib.models"):
         model = build_model("resnet18", 1000, scale="paper", pretrained=True, weights=folder)
