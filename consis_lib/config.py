@@ -291,7 +291,7 @@ def get_profile(name: str) -> Profile:
             attack=AttackConfig(eps=2.0 / 255.0),
             train=TrainConfig(epochs=0, adv_epochs=1, batch_size=256, lr=0.001, num_workers=8),
             metric=MetricConfig(),
-            dissect=DissectConfig(batch_size=128),
+            dissect=DissectConfig(batch_size=128, num_workers=8),  # probe decoding in workers
             discrepancy=DiscrepancyConfig(batch_size=512),
         )
     raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")

@@ -486,6 +486,16 @@ def test_agrees_with_brute_force_reference(probe, cache_mb, union):
     np.testing.assert_allclose(fixed.iou, iou, atol=1e-12)
 
 
+def test_decoding_in_worker_processes_gives_the_same_dissection(probe):
+    """The paper profile decodes the probe in DataLoader workers: same thresholds and IoUs."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3, stride=2, padding=1), nn.ReLU())
+    here = dissect(model, "1", probe, DissectConfig(quantile=0.02, batch_size=7), progress=False)
+    workers = dissect(model, "1", probe, DissectConfig(quantile=0.02, batch_size=7, num_workers=2), progress=False)
+    assert np.array_equal(workers.thresholds, here.thresholds)
+    np.testing.assert_array_equal(workers.iou, here.iou)
+
+
 def test_result_round_trips_through_json(probe, tmp_path):
     res = dissect(red_unit_model(1), "1", probe, DissectConfig(), progress=False)
     back = DissectionResult.load(res.save(tmp_path / "d.json"))
