@@ -6,12 +6,10 @@ interior on level 2, so a part cell lists two mask files joined by ``;``).
 
 from __future__ import annotations
 
-import csv
 import io
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from PIL import Image
@@ -20,7 +18,9 @@ from tqdm.auto import tqdm
 from consis_lib.concepts import BRODEN_COLUMNS as CATEGORIES
 from consis_lib.data.classes import CuratedClass
 from consis_lib.data.embedded import save_png
-from consis_lib.data.probe import COLOUR_NAMES, SCENE_NAMES, encode_labels, nearest_colour
+from consis_lib.data.probe import (
+    COLOUR_NAMES, SCENE_NAMES, LabelTally, encode_labels, nearest_colour, write_csv, write_label_tables,
+)
 from consis_lib.data.probe_scene import ProbeScene, compose_probe, plan_objects
 from consis_lib.data.textures import MATERIAL_NAMES, TEXTURE_NAMES
 from consis_lib.errors import ConsisError
@@ -170,56 +170,6 @@ def draw_probe_image(
     raise ConsisError(f"probe image {index} showed no {need} in {MAX_ATTEMPTS} drawings; pass another --seed")
 
 
-class LabelTally:
-    """Per label: ``frequency`` (images carrying it) and ``coverage`` (summed image fractions);
-    per category: the images carrying any of its labels."""
-
-    def __init__(self) -> None:
-        self.frequency: dict[int, int] = defaultdict(int)
-        self.coverage: dict[int, float] = defaultdict(float)
-        self.images: dict[str, int] = defaultdict(int)
-
-    def add(self, category: str, labels: list[np.ndarray] | int) -> None:
-        """Count one image's labels of ``category``: mask planes, or one image-level number."""
-        if isinstance(labels, int):
-            self.frequency[labels] += 1
-            self.coverage[labels] += 1.0
-        else:
-            stacked = np.concatenate([m.ravel() for m in labels])
-            numbers, counts = np.unique(stacked[stacked > 0], return_counts=True)
-            for n, k in zip(numbers.tolist(), counts.tolist()):
-                self.frequency[n] += 1  # a label lies in one plane only
-                self.coverage[n] += k / labels[0].size
-        self.images[category] += 1
-
-
-def _write_csv(path: Path, header: Sequence[str], rows: list[list[Any]]) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
-
-
-def write_label_tables(root: Path, vocab: Vocabulary, tally: LabelTally) -> None:
-    """``label.csv``, ``category.csv`` and ``c_<category>.csv`` from the vocabulary and the tally."""
-    freq, cover = tally.frequency, tally.coverage
-    _write_csv(
-        root / "label.csv",
-        ["number", "name", "category", "frequency", "coverage", "syns"],
-        [[n, name, f"{cat}({freq[n]})", freq[n], f"{cover[n]:.4f}", syns] for n, name, cat, syns in vocab.entries],
-    )
-    _write_csv(
-        root / "category.csv",
-        ["name", "first", "last", "count", "frequency"],
-        [[c, *vocab.range[c], sum(e[2] == c for e in vocab.entries), tally.images[c]] for c in CATEGORIES],
-    )
-    for cat in CATEGORIES:
-        entries = [e for e in vocab.entries if e[2] == cat]
-        rows: list[list[Any]] = [[0, 0, "-", 0, "0.0000"]]
-        rows += [[code, n, name, freq[n], f"{cover[n]:.4f}"] for code, (n, name, _c, _s) in enumerate(entries, 1)]
-        _write_csv(root / f"c_{cat}.csv", ["code", "number", "name", "frequency", "coverage"], rows)
-
-
 def write_probe_image(
     root: Path, stem: str, scene: ProbeScene, labels: dict[str, list[np.ndarray] | int], tally: LabelTally
 ) -> list[str]:
@@ -263,5 +213,5 @@ def write_broden(root: Path, cfg: PaperLayoutConfig, classes: Sequence[CuratedCl
         cells = write_probe_image(root, stem, scene, labels, tally)
         split = "val" if i % 5 == 4 else "train"
         rows.append([f"{stem}.jpg", split, PROBE_SIZE, PROBE_SIZE, MASK_SIZE, MASK_SIZE, *cells])
-    _write_csv(root / "index.csv", ["image", "split", "ih", "iw", "sh", "sw", *CATEGORIES], rows)
-    write_label_tables(root, vocab, tally)
+    write_csv(root / "index.csv", ["image", "split", "ih", "iw", "sh", "sw", *CATEGORIES], rows)
+    write_label_tables(root, vocab.entries, vocab.range, tally)

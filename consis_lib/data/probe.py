@@ -60,7 +60,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -252,57 +252,63 @@ class _ProbeDrawer:
         return [scene.backdrop, ";".join(f"{k}:{n}" for k, n in scene.fills), objects]
 
 
-class _Tally:
-    """Per-label ``frequency`` (images) and ``coverage`` (summed image fractions), per-category image counts."""
+class LabelTally:
+    """Per label: ``freq`` (images carrying it) and ``cover`` (summed image fractions);
+    per category: the images carrying any of its labels (Broden's ``label.csv`` and
+    ``c_<category>.csv`` columns)."""
 
     def __init__(self) -> None:
         self.freq: dict[int, int] = defaultdict(int)
         self.cover: dict[int, float] = defaultdict(float)
         self.images: dict[str, int] = defaultdict(int)
 
-    def add(self, cat: str, labels: np.ndarray | int) -> None:
+    def add(self, cat: str, labels: np.ndarray | list[np.ndarray] | int) -> None:
+        """Count one image's labels of ``cat``: a mask, several mask planes (a label lies
+        in one plane only), or one image-level number."""
         if isinstance(labels, (int, np.integer)):
             self.freq[int(labels)] += 1
             self.cover[int(labels)] += 1.0
         else:
-            nums, counts = np.unique(labels[labels > 0], return_counts=True)
+            planes = labels if isinstance(labels, list) else [labels]
+            stacked = np.concatenate([m.ravel() for m in planes])
+            nums, counts = np.unique(stacked[stacked > 0], return_counts=True)
             for n, k in zip(nums.tolist(), counts.tolist()):
                 self.freq[n] += 1
-                self.cover[n] += k / labels.size
+                self.cover[n] += k / planes[0].size
         self.images[cat] += 1
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+def write_csv(path: Path, header: Sequence[str], rows: list[list[Any]]) -> None:
+    """A CSV with ``\\n`` line ends (byte-identical for equal rows)."""
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(header)
         w.writerows(rows)
 
 
-def _write_tables(tmp: Path, vocab: _Vocabulary, tally: _Tally) -> None:
-    """label.csv, category.csv and c_<cat>.csv from the vocabulary and the tallies."""
+def write_label_tables(root: Path, entries: Sequence[tuple[int, str, str, str]], ranges: Mapping[str, tuple[int, int]], tally: LabelTally) -> None:
+    """``label.csv``, ``category.csv`` and ``c_<category>.csv`` from the label vocabulary
+    (``(number, name, category, syns)`` entries, each category's first and last number)
+    and the tally."""
     freq, cover = tally.freq, tally.cover
-    _write_csv(
-        tmp / "label.csv",
+    write_csv(
+        root / "label.csv",
         ["number", "name", "category", "frequency", "coverage", "syns"],
-        [[n, name, f"{cat}({freq[n]})", freq[n], f"{cover[n]:.4f}", syns] for n, name, cat, syns in vocab.entries],
+        [[n, name, f"{cat}({freq[n]})", freq[n], f"{cover[n]:.4f}", syns] for n, name, cat, syns in entries],
     )
-    _write_csv(
-        tmp / "category.csv",
+    write_csv(
+        root / "category.csv",
         ["name", "first", "last", "count", "frequency"],
-        [
-            [cat, *vocab.range[cat], sum(1 for e in vocab.entries if e[2] == cat), tally.images[cat]]
-            for cat in CATEGORIES
-        ],
+        [[cat, *ranges[cat], sum(1 for e in entries if e[2] == cat), tally.images[cat]] for cat in CATEGORIES],
     )
     for cat in CATEGORIES:
         rows: list[list[Any]] = [[0, 0, "-", 0, "0.0000"]]
-        entries = [e for e in vocab.entries if e[2] == cat]
-        rows += [[code, n, name, freq[n], f"{cover[n]:.4f}"] for code, (n, name, _c, _s) in enumerate(entries, 1)]
-        _write_csv(tmp / f"c_{cat}.csv", ["code", "number", "name", "frequency", "coverage"], rows)
+        mine = [e for e in entries if e[2] == cat]
+        rows += [[code, n, name, freq[n], f"{cover[n]:.4f}"] for code, (n, name, _c, _s) in enumerate(mine, 1)]
+        write_csv(root / f"c_{cat}.csv", ["code", "number", "name", "frequency", "coverage"], rows)
 
 
-def _write_image(tmp: Path, stem: str, scene: ProbeScene, labels: dict[str, np.ndarray | int], tally: _Tally) -> list[str]:
+def _write_image(tmp: Path, stem: str, scene: ProbeScene, labels: dict[str, np.ndarray | int], tally: LabelTally) -> list[str]:
     """Write the image and its label PNGs; returns the index.csv category cells."""
     save_png(scene.image, tmp / "images" / f"{stem}.png")
     cells = {cat: "" for cat in CATEGORIES}
@@ -348,7 +354,7 @@ def generate_probe(cfg: DataConfig, out: Path, cache_dir: Path | None = None) ->
     out = Path(out)
     drawer = _ProbeDrawer(cfg, cache_dir)
     size = cfg.probe_size
-    tally = _Tally()
+    tally = LabelTally()
     index_rows, meta_rows = [], []
     with atomic_output_dir(out, "index.csv") as tmp:
         (tmp / "images" / "probe").mkdir(parents=True)
@@ -360,9 +366,9 @@ def generate_probe(cfg: DataConfig, out: Path, cache_dir: Path | None = None) ->
             index_rows.append([f"{stem}.png", "train", size, size, size, size, *cells])
             meta_rows.append([f"{stem}.png", *drawer.describe(scene)])
         elapsed = time.perf_counter() - t0
-        _write_csv(tmp / "index.csv", ["image", "split", "ih", "iw", "sh", "sw", *CATEGORIES], index_rows)
-        _write_csv(tmp / "probe.csv", ["image", "backdrop", "regions", "objects"], meta_rows)
-        _write_tables(tmp, drawer.vocab, tally)
+        write_csv(tmp / "index.csv", ["image", "split", "ih", "iw", "sh", "sw", *CATEGORIES], index_rows)
+        write_csv(tmp / "probe.csv", ["image", "backdrop", "regions", "objects"], meta_rows)
+        write_label_tables(tmp, drawer.vocab.entries, drawer.vocab.range, tally)
     log.info("wrote %d probe images to %s (%.0f images/s)", cfg.probe_images, out, cfg.probe_images / max(elapsed, 1e-9))
     return out
 
