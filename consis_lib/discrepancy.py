@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from consis_lib.activations import model_device, reduce_maps
+from consis_lib.activations import layer_maps, model_device, reduce_maps
 from consis_lib.config import DiscrepancyConfig
 from consis_lib.errors import ConsisError
 from consis_lib.hooks import capture
@@ -232,19 +232,10 @@ def activation_highlight(
     >>> shown = highlight(x[0], amap[0, 0])
     """
     images = _check_images(images)
-    dev = torch.device(device) if device is not None else model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with capture(model, [layer]) as feats, torch.no_grad():
-            model(channels_last(images.to(dev)))
-    finally:
-        model.train(was_training)
-    fmap = feats[layer]
+    fmap = layer_maps(model, layer, images, device)
     if fmap.dim() != 4:
         raise ConsisError(f"layer {layer!r} outputs shape {tuple(fmap.shape)}; activation maps need a conv layer")
     idx = torch.as_tensor(list(units), dtype=torch.long)
     if len(idx) == 0 or int(idx.max()) >= fmap.shape[1]:
         raise ConsisError(f"units {list(units)} invalid; layer {layer!r} has {fmap.shape[1]} units")
-    sel = fmap[:, idx].float()
-    return F.interpolate(sel, size=images.shape[-2:], mode="bilinear", align_corners=False).cpu()
+    return F.interpolate(fmap[:, idx], size=images.shape[-2:], mode="bilinear", align_corners=False)

@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from repo_copy import repository_copy
 
 REPO = Path(__file__).resolve().parents[1]
 JB = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())"]
@@ -154,15 +155,7 @@ def test_templates_have_parameters_and_no_definitions() -> None:
 def test_smoke_profile_builds_the_whole_book(tmp_path: Path) -> None:
     """Integration: data -> training -> every notebook -> summary -> book, on the smoke profile."""
     needs_widget_js()
-    root = tmp_path / "repo"
-    root.mkdir()
-    for name in ("_config.yml", "_toc.yml", "notebooks", "book"):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, symlinks=True, ignore=shutil.ignore_patterns("_build", "runs"))
-        else:
-            shutil.copy(src, root / name)
-    (root / "node_modules").symlink_to(REPO / "node_modules")
+    root = repository_copy(tmp_path / "repo")
     proc = subprocess.run(
         [sys.executable, "-m", "consis_lib", "reproduce", "--profile", "smoke", "--root", str(root)],
         capture_output=True, text=True, timeout=1480,

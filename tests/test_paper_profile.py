@@ -11,7 +11,6 @@ the real data.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,8 @@ import pytest
 import torch
 import torchvision
 
+from repo_copy import repository_copy
+
 from consis_lib.data.paper_layout import PaperLayoutConfig, generate_paper_layout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,19 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 # 20 validation images are the fewest the consistency metric ranks (min_top)
 CFG = PaperLayoutConfig(classes=4, per_class=64, val_per_class=5, probe_images=24, seed=0)
 PAGES = ("01_training", "02_ambiguity", "03_consistency", "04_dissection", "05_performance", "06_explorer")
-
-
-def _repository_copy(root: Path) -> Path:
-    """The files ``reproduce`` reads (notebooks, book, configuration) in a fresh root."""
-    root.mkdir()
-    for name in ("_config.yml", "_toc.yml", "notebooks", "book"):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, symlinks=True, ignore=shutil.ignore_patterns("_build", "runs"))
-        else:
-            shutil.copy(src, root / name)
-    (root / "node_modules").symlink_to(REPO / "node_modules")
-    return root
 
 
 @pytest.mark.slow
@@ -52,7 +40,7 @@ def test_paper_profile_runs_every_notebook_on_the_generated_set(tmp_path: Path) 
     weights.mkdir()
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(num_classes=CFG.classes).state_dict(), weights / "resnet18.pth")
-    root = _repository_copy(tmp_path / "repo")
+    root = repository_copy(tmp_path / "repo")
     cmd = [
         sys.executable, "-m", "consis_lib", "reproduce", "--profile", "paper", "--root", str(root), "--arch", "resnet18",
         "--data", str(layout.imagenet), "--probe", str(layout.broden), "--weights", str(weights),
