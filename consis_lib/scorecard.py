@@ -209,14 +209,3 @@ def verdicts(card: pd.DataFrame) -> pd.DataFrame:
             )
         )
     return pd.DataFrame(rows)
-
-
-def claims_summary(card: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: its statement and for how many (arch, seed) runs it holds."""
-    rows = []
-    for cid, text in CLAIMS:
-        sub = card[card["claim"] == cid]
-        n, k = len(sub), int(sub["holds"].sum()) if len(sub) else 0
-        verdict = "holds" if n and k == n else ("does not hold" if k == 0 else f"holds in {k} of {n} runs")
-        rows.append(dict(claim=cid, statement=text, verdict=verdict, holds_for=f"{k}/{n}"))
-    return pd.DataFrame(rows)
