@@ -26,7 +26,8 @@ from consis_lib.data.classes import classes_for_profile
 from consis_lib.data.compose import compose
 from consis_lib.data.embedded import SPRITE_SIZE, generate_embedded, image_rng
 from consis_lib.data.probe import generate_probe
-from consis_lib.data.sprites import STYLES, load_sprites
+from consis_lib.data.sprite_styles import STYLES
+from consis_lib.data.sprites import load_sprites
 
 
 def main() -> None:

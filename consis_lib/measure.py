@@ -159,6 +159,26 @@ def _top(acts: torch.Tensor, k: int) -> np.ndarray:
     return order[:, :k].numpy()
 
 
+def _checked_model(
+    model: nn.Module | Callable[[], nn.Module], layer: str, data: Any, classes: ModelClasses,
+    mean: tuple[float, ...] | None, std: tuple[float, ...] | None, device: torch.device | str | None,
+) -> tuple[nn.Module, str, Any]:
+    """The model to run (normalising its input when ``mean`` is given), the hooked layer's
+    path in it and the class map of ``data`` to its outputs; checked on one image."""
+    net = model if isinstance(model, nn.Module) else model()
+    if device is not None:
+        net = net.to(device)
+    wrapped, hooked = (NormalizedModel(net, mean, std), f"net.{layer}") if mean is not None else (net, layer)
+    check_layer_name(net, layer)
+    if len(data) == 0:
+        raise ConsisError("the image folder holds no images; pass a folder of WNID class folders with images")
+    x0 = data[0][0][None].to(model_device(wrapped))
+    num_outputs, shape = inspect_model(wrapped, hooked, x0)
+    cmap = class_map(data.wnids, classes, num_outputs)
+    log.info("layer %s: %d units of %dx%d; %d outputs (%s)", layer, shape[0], shape[1], shape[2], num_outputs, cmap.source)
+    return wrapped, hooked, cmap
+
+
 def measure(
     model: nn.Module | Callable[[], nn.Module],
     layer: str,
@@ -207,17 +227,7 @@ def measure(
     """
     from consis_lib.wordnet import distance_matrix
 
-    net = model if isinstance(model, nn.Module) else model()
-    if device is not None:
-        net = net.to(device)
-    wrapped, hooked = (NormalizedModel(net, mean, std), f"net.{layer}") if mean is not None else (net, layer)
-    check_layer_name(net, layer)
-    if len(data) == 0:
-        raise ConsisError("the image folder holds no images; pass a folder of WNID class folders with images")
-    x0 = data[0][0][None].to(model_device(wrapped))
-    num_outputs, shape = inspect_model(wrapped, hooked, x0)
-    cmap = class_map(data.wnids, classes, num_outputs)
-    log.info("layer %s: %d units of %dx%d; %d outputs (%s)", layer, shape[0], shape[1], shape[2], num_outputs, cmap.source)
+    wrapped, hooked, cmap = _checked_model(model, layer, data, classes, mean, std, device)
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
     acts = unit_activations(wrapped, loader, hooked, reduce=metric.activation, device=device,
                             attack=mapped_fgsm(eps, cmap), progress=progress)

@@ -122,7 +122,7 @@ def measure_and_save(profile: Profile, arch: str, seed: int, root: Path) -> Path
 
 def write_results_fragment(profile: Profile, archs: Sequence[str], root: Path, seconds: float) -> None:
     """Save the run's results as ``runs/<profile>/results.md``; for a complete
-    ``default`` run also put them into the README between its markers."""
+    ``default`` run without ``--set`` settings also put them into the README between its markers."""
     from consis_lib.readme import results_fragment, update_readme
     from consis_lib.results import load_results
     from consis_lib.scorecard import ScorecardConfig, scorecard, verdicts
@@ -131,7 +131,8 @@ def write_results_fragment(profile: Profile, archs: Sequence[str], root: Path, s
     card = scorecard(results, ScorecardConfig(n_boot=profile.metric.bootstrap))
     fragment = results_fragment(profile, results, verdicts(card), seconds)
     atomic_write_text(root / "runs" / profile.name / "results.md", fragment + "\n")
-    if profile.name == "default" and set(archs) == set(profile.archs) and (root / "README.md").is_file():
+    as_published = profile == get_profile(profile.name) and set(archs) == set(profile.archs)
+    if profile.name == "default" and as_published and (root / "README.md").is_file():
         update_readme(root / "README.md", fragment)
 
 
@@ -259,6 +260,7 @@ def reproduce(
     probe: str | Path | None = None,
     weights: str | Path | None = None,
     highlight: str | None = None,
+    settings: Sequence[str] = (),
 ) -> int:
     """Run the whole pipeline for a profile; returns the process exit code (0 = success).
 
@@ -272,6 +274,8 @@ def reproduce(
         folder and the folder of state_dicts (module docstring); checked first.
     highlight : the ambiguity page's highlight, ``discrepancy`` or ``activation``
         (default: :func:`template_parameters`'s choice for the profile).
+    settings : ``SECTION.FIELD=VALUE`` changes to the profile (:mod:`consis_lib.settings`),
+        recorded in ``run.json`` for the notebooks.
 
     The per-arch pages show the first seed of ``profile.study.seeds`` (every arch
     runs it); the summary and its scorecard read every seed's ``measures.json``.
@@ -285,7 +289,7 @@ def reproduce(
         raise ConsisError(f"unknown arch {unknown}; choose from {', '.join(base.archs)}")
     if highlight not in (None, *HIGHLIGHTS):
         raise ConsisError(f"unknown highlight {highlight!r}; choose from {', '.join(HIGHLIGHTS)}")
-    profile = run_profile(profile_name, paths.root, data, probe, weights, archs)
+    profile = run_profile(profile_name, paths.root, data, probe, weights, archs, settings)
     check_pretrained_heads(profile, archs)
     check_dissect_config(profile.dissect)
     nproc = gpu_count() if profile.model.scale == "paper" else 1
@@ -337,6 +341,7 @@ def _cli(args: argparse.Namespace) -> int:
     return reproduce(
         args.profile, root=args.root, archs=args.arch or None, build=not args.no_book,
         data=args.data, probe=args.probe, weights=args.weights, highlight=args.highlight,
+        settings=args.set,
     )
 
 
@@ -363,4 +368,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--highlight", choices=HIGHLIGHTS, default=None,
                    help="regions shown on the ambiguity page (default: discrepancy maps; activation maps on smoke, "
                    "and the quick choice for a paper-scale run on a CPU)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="change one setting of the profile (repeatable), e.g. attack.targeted_steps=20; "
+                   "recorded in runs/<profile>/run.json")
     p.set_defaults(func=_cli)

@@ -205,7 +205,7 @@ def first_seeds(results: Sequence[SeedResults]) -> list[SeedResults]:
     return list(seen.values())
 
 
-def _layer_mean(values: Sequence[float | None]) -> float:
+def layer_mean(values: Sequence[float | None]) -> float:
     """Mean over the defined units (NaN when none is defined)."""
     v = _values(values)
     return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
@@ -249,12 +249,12 @@ def table1(results: Sequence[SeedResults], paper_baseline: float | None = None) 
             rows.append(
                 dict(
                     arch=key[0], model=MODEL_LABELS[m], units=int(np.isfinite(_values(d["consis"])).sum()),
-                    consis=_layer_mean(d["consis"]), consis_adv=_layer_mean(d["consis_adv"]),
-                    consis_u=_layer_mean(d.get("consis_u", [])), consis_adv_u=_layer_mean(d.get("consis_u_adv", [])),
-                    lift=_layer_mean(d.get("lift", [])), lift_adv=_layer_mean(d.get("lift_adv", [])),
+                    consis=layer_mean(d["consis"]), consis_adv=layer_mean(d["consis_adv"]),
+                    consis_u=layer_mean(d.get("consis_u", [])), consis_adv_u=layer_mean(d.get("consis_u_adv", [])),
+                    lift=layer_mean(d.get("lift", [])), lift_adv=layer_mean(d.get("lift_adv", [])),
                     attack_success=d["attack_success"],
-                    consis_adv_success=_layer_mean(d["consis_adv_success"]),
-                    consis_adv_shared=_layer_mean(d["consis_adv_shared"]),
+                    consis_adv_success=layer_mean(d["consis_adv_success"]),
+                    consis_adv_shared=layer_mean(d["consis_adv_shared"]),
                     paper_consis=None if p is None else p["consis"],
                     paper_consis_adv=None if p is None else p["consis_adv"],
                 )
@@ -352,59 +352,6 @@ def fig5_data(results: Sequence[SeedResults]) -> dict[str, dict[str, tuple[np.nd
             d = r.model(m)
             if d is not None:
                 out.setdefault(arch_label(r.arch), {})[m] = (_values(d["consis"]), _values(d["consis_adv"]))
-    return out
-
-
-def form_of(normalize: bool, stop_gradient: bool, finetune: bool) -> str:
-    """A short description of an Eq. 6 form (the collapse guards it uses)."""
-    guards = [g for g, on in (("normalised features", normalize), ("stop-gradient clean side", stop_gradient)) if on]
-    base = ", ".join(guards) if guards else "raw MSE, gradient through both sides"
-    return base + ("" if finetune else ", from scratch")
-
-
-def study_frame(results: Sequence[SeedResults], variants: Sequence[Any], train: Any) -> pd.DataFrame:
-    """The study arch's Eq. 6 models (AT, Eq. 6, variants), one row per (model, seed).
-
-    ``train`` is the profile's :class:`~consis_lib.config.TrainConfig` (the default
-    form and beta). Columns: model, seed, beta, form, consis, consis_adv,
-    consis_adv_success, clean_acc, fgsm_acc, share_consistent, feature_mean.
-    """
-    default = form_of(train.normalize_features, train.stop_gradient_clean, train.finetune_from_normal)
-    forms = {"at": (0.0, default), "adv": (train.beta, default)}
-    forms.update(
-        {v.name: (train.beta * v.beta_factor, form_of(v.normalize_features, v.stop_gradient_clean, v.finetune_from_normal)) for v in variants}
-    )
-    rows = []
-    for r in results:
-        for name, (beta, form) in forms.items():
-            d = r.model(name)
-            if d is None:
-                continue
-            t = d.get("train", {})
-            rows.append(
-                dict(
-                    model=name, seed=r.seed, beta=beta, form=form,
-                    consis=_layer_mean(d["consis"]), consis_adv=_layer_mean(d["consis_adv"]),
-                    consis_adv_success=_layer_mean(d["consis_adv_success"]),
-                    clean_acc=float(np.mean(d["clean_correct"])), fgsm_acc=float(np.mean(d["fgsm_correct"])),
-                    share_consistent=t.get("share_consistent", float("nan")), feature_mean=t.get("feature_mean", float("nan")),
-                )
-            )
-    return pd.DataFrame(rows)
-
-
-def sweep_points(study: pd.DataFrame, profile: Any) -> pd.DataFrame:
-    """The beta sweep: the rows of :func:`study_frame` in the profile's default form."""
-    t = profile.train
-    return study[study["form"] == form_of(t.normalize_features, t.stop_gradient_clean, t.finetune_from_normal)]
-
-
-def ablation_table(study: pd.DataFrame, profile: Any) -> pd.DataFrame:
-    """The collapse-guard ablation at the default beta: one row per form, means over seeds."""
-    rows = study[np.isclose(study["beta"], profile.train.beta)]
-    cols = ["consis", "consis_adv", "consis_adv_success", "clean_acc", "fgsm_acc", "share_consistent", "feature_mean"]
-    out = rows.groupby("form", sort=False)[cols].mean().reset_index()
-    out.insert(1, "seeds", rows.groupby("form", sort=False)["seed"].nunique().to_numpy())
     return out
 
 

@@ -1,8 +1,9 @@
-"""The input folders of a ``reproduce`` run: checked before any work, recorded in
+"""The inputs of a ``reproduce`` run: checked before any work, recorded in
 ``runs/<profile>/run.json`` and read back by the notebooks (:func:`recorded_profile`).
 
 Only the ``paper`` profile reads folders (ImageNet layout, Broden, optional
-weights); the other profiles generate their data and refuse the options.
+weights); the other profiles generate their data and refuse the options. Every
+profile takes ``SECTION.FIELD=VALUE`` settings (:mod:`consis_lib.settings`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from consis_lib.config import Profile, config_hash, get_profile
 from consis_lib.errors import ConsisError
+from consis_lib.settings import apply_settings, settings_between
 
 RUN_RECORD = "run.json"
 
@@ -78,15 +80,15 @@ def with_inputs(profile: Profile, data: str, probe: str, weights: str = "") -> P
 
 def run_profile(
     profile_name: str, root: Path, data: str | Path | None = None, probe: str | Path | None = None,
-    weights: str | Path | None = None, archs: Sequence[str] = (),
+    weights: str | Path | None = None, archs: Sequence[str] = (), settings: Sequence[str] = (),
 ) -> Profile:
-    """The profile of a run with its input folders, each checked (module docstring).
+    """The profile of a run with its settings and input folders, each checked (module docstring).
 
     Relative folders are taken from ``root``; ``archs`` need a file in ``weights``.
     """
     from consis_lib.weights import weights_file
 
-    profile = get_profile(profile_name)
+    profile = apply_settings(get_profile(profile_name), settings)
     given = [flag for flag, v in (("--data", data), ("--probe", probe), ("--weights", weights)) if v is not None]
     if profile.data.source != "folder":
         if given:
@@ -105,12 +107,22 @@ def run_profile(
 
 
 def recorded_profile(profile_name: str, runs_root: str | Path) -> Profile:
-    """The profile a ``reproduce`` run used: the named one with the input folders that
-    its ``runs/<profile>/run.json`` records (the profile itself when none are)."""
-    profile = get_profile(profile_name)
-    record = Path(runs_root) / profile.name / RUN_RECORD
-    inputs = json.loads(record.read_text()).get("inputs") if record.is_file() else None
+    """The profile a ``reproduce`` run used: the named one with the settings and input
+    folders that its ``runs/<profile>/run.json`` records (the profile itself when none are)."""
+    record = _read_record(profile_name, runs_root)
+    profile = apply_settings(get_profile(profile_name), record.get("settings", []))
+    inputs = record.get("inputs")
     return with_inputs(profile, **inputs) if inputs else profile
+
+
+def recorded_settings(profile_name: str, runs_root: str | Path) -> list[str]:
+    """The ``--set`` settings that ``runs/<profile>/run.json`` records (none when there is no run)."""
+    return list(_read_record(profile_name, runs_root).get("settings", []))
+
+
+def _read_record(profile_name: str, runs_root: str | Path) -> dict[str, Any]:
+    path = Path(runs_root) / profile_name / RUN_RECORD
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def check_pretrained_heads(profile: Profile, archs: Sequence[str]) -> None:
@@ -125,8 +137,13 @@ def check_pretrained_heads(profile: Profile, archs: Sequence[str]) -> None:
 
 
 def run_record(profile: Profile, archs: Sequence[str]) -> dict[str, Any]:
-    """What ``run.json`` holds: the profile, its architectures and hash, and its input folders."""
-    record: dict[str, Any] = {"profile": profile.name, "archs": list(archs), "config_hash": config_hash(profile)}
+    """What ``run.json`` holds: the profile, its architectures and hash, its settings
+    (:func:`~consis_lib.settings.settings_between` the named profile and this one) and
+    its input folders."""
+    settings = settings_between(get_profile(profile.name), profile)
+    record: dict[str, Any] = {
+        "profile": profile.name, "archs": list(archs), "config_hash": config_hash(profile), "settings": settings,
+    }
     if profile.data.source == "folder":
         record["inputs"] = {"data": profile.data.root, "probe": profile.data.probe_root, "weights": profile.model.weights}
     return record

@@ -16,6 +16,7 @@ from typing import Any
 from consis_lib.config import Profile, get_profile
 from consis_lib.context import RunPaths
 from consis_lib.errors import ConsisError
+from consis_lib.settings import settings_between
 
 LOG = logging.getLogger(__name__)
 
@@ -112,7 +113,8 @@ _TRAIN_OPTIONS = ("alpha", "beta", "epochs", "adv_epochs", "lr", "adv_lr", "batc
 
 
 def train_argv(prof: Profile, arch: str, adv: bool, data_root: Path, out: Path, init: Path | None) -> list[str]:
-    """``consis train`` arguments that rebuild ``prof`` exactly.
+    """``consis train`` arguments that rebuild ``prof`` exactly: its options, then
+    ``--set`` for whatever else differs from the named profile.
 
     Raises ConsisError when the command line cannot express ``prof`` (checked with
     the command's own parser and :func:`consis_lib.train_cli.train_profile`).
@@ -136,6 +138,8 @@ def train_argv(prof: Profile, arch: str, adv: bool, data_root: Path, out: Path, 
     argv += ["--weights", prof.model.weights] if prof.model.weights else []
     argv += ["--init", str(init)] if init is not None else []
     want = dataclasses.replace(prof, model=dataclasses.replace(prof.model, arch=arch))
+    for setting in settings_between(train_profile(build_parser().parse_args(argv)), want):
+        argv += ["--set", setting]
     if train_profile(build_parser().parse_args(argv)) != want:
         raise ConsisError(f"`consis train` options cannot express the configuration of {out}: train it on one GPU")
     return argv

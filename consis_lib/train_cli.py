@@ -50,6 +50,7 @@ from consis_lib import checks
 from consis_lib.config import Profile, get_profile
 from consis_lib.data.imagefolder import IMAGE_EXTENSIONS
 from consis_lib.errors import ConsisError
+from consis_lib.settings import apply_settings
 from consis_lib.models import ARCHS, build_model
 from consis_lib.weights import check_pretrained_head
 from consis_lib.outputs import check_output_dir, claim_output_dir, output_lock, write_marker, writer_id
@@ -81,7 +82,8 @@ def _validate_numbers(args: argparse.Namespace) -> None:
 
 
 def train_profile(args: argparse.Namespace) -> Profile:
-    """The profile named by ``--profile`` with the command line's overrides applied."""
+    """The profile named by ``--profile`` with the command line's options applied, then
+    its ``--set`` settings (:mod:`consis_lib.settings`)."""
     prof = get_profile(args.profile)
     tr: dict[str, Any] = {}
     for name in ("alpha", "beta", "epochs", "adv_epochs", "lr", "adv_lr", "batch_size", "seed", "num_workers"):
@@ -102,7 +104,7 @@ def train_profile(args: argparse.Namespace) -> Profile:
         model["pretrained"] = False
     if args.weights is not None:
         model["weights"] = str(Path(args.weights).resolve())
-    prof = dataclasses.replace(prof, model=dataclasses.replace(prof.model, **model))
+    prof = apply_settings(dataclasses.replace(prof, model=dataclasses.replace(prof.model, **model)), args.set)
     return on_folder(prof, args.data) if prof.data.source == "folder" else prof
 
 
@@ -318,4 +320,6 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     p.add_argument("--num-workers", dest="num_workers", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="change any other setting of the profile (repeatable), e.g. data.image_size=128")
     p.set_defaults(func=_cmd_train, resume_hint=RESUME_HINT)

@@ -258,7 +258,8 @@ def _loader_with_corrupt_image(w: Path) -> Callable[[], Any]:
 
 
 def _broden(w: Path, label_category: str = "color(1)", mask_size: int = 4) -> Path:
-    from consis_lib.data.broden import CATEGORIES, encode_label_png
+    from consis_lib.data.broden import CATEGORIES
+    from consis_lib.data.broden_write import encode_label_png
 
     root = w / "broden"
     (root / "images").mkdir(parents=True)

@@ -8,7 +8,8 @@ from itertools import combinations
 import pytest
 
 from consis_lib.data.classes import CLASSES, PRIORITY, class_by_wnid, classes_for_profile
-from consis_lib.data.sprites import STYLES, available_styles, has_sprite, style_family
+from consis_lib.data.sprite_styles import STYLES, available_styles, style_family
+from consis_lib.data.sprites import has_sprite
 from consis_lib.errors import ConsisError
 
 

@@ -14,7 +14,8 @@ from torch import nn
 
 from consis_lib import concepts
 from consis_lib.config import DissectConfig
-from consis_lib.data.broden import Broden, encode_label_png
+from consis_lib.data.broden import Broden
+from consis_lib.data.broden_write import encode_label_png
 from consis_lib.dissect import CATEGORIES, DissectionResult, TopQuantile, dissect
 from consis_lib.dissect_tally import Tally
 from consis_lib.errors import ConsisError

@@ -15,7 +15,7 @@ from consis_lib.config import DataConfig, config_hash
 from consis_lib.data import embedded
 from consis_lib.data.classes import classes_for_profile
 from consis_lib.data.embedded import generate_embedded, image_rng, prepare_dataset, split_styles
-from consis_lib.data.sprites import STYLES, available_styles, style_family
+from consis_lib.data.sprite_styles import STYLES, available_styles, style_family
 from consis_lib.errors import ConsisError
 
 SMALL = DataConfig(profile="smoke", num_classes=8, train_per_class=5, val_per_class=5, seed=3)

@@ -83,7 +83,7 @@ def test_live_explorer_sorts_and_renders_on_demand() -> None:
     tables = {"normal": pd.DataFrame({"unit": [0, 1, 2], "consis": [0.1, 0.5, 0.3], "consis_adv": [0.1, 0.1, 0.3]})}
     tables["normal"]["gap"] = tables["normal"]["consis"] - tables["normal"]["consis_adv"]
     box = explorer.live_explorer(tables, render)
-    (model_dd, sort_dd), (units, out) = box.children[0].children, box.children[1].children
+    (_, sort_dd), (units, _) = box.children[0].children, box.children[1].children
     assert [v for _, v in units.options] == [1, 0, 2]  # gap: 0.4, 0.0, 0.0 (stable)
     sort_dd.value = "consis"
     assert [v for _, v in units.options] == [1, 2, 0]

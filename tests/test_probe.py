@@ -15,12 +15,12 @@ from consis_lib.data.probe import (
     COLOURS,
     COLOUR_NAMES,
     PROBE_VERSION,
-    encode_labels,
     generate_probe,
     nearest_colour,
     prepare_probe,
     probe_example,
 )
+from consis_lib.data.broden_write import encode_labels
 from consis_lib.data.probe_scene import OBJECT_COUNT, OBJECT_SCALE, compose_probe, plan_objects
 from consis_lib.data.textures import MATERIAL_NAMES, TEXTURE_NAMES, draw_colour, draw_material, draw_texture
 from consis_lib.errors import ConsisError

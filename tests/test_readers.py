@@ -18,8 +18,8 @@ from consis_lib.data.broden import (
     Broden,
     collate_broden,
     decode_label_png,
-    encode_label_png,
 )
+from consis_lib.data.broden_write import encode_label_png
 from consis_lib.data.imagefolder import WnidImageFolder
 from consis_lib.errors import ConsisError
 

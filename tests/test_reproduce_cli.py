@@ -19,7 +19,8 @@ from consis_lib import run_inputs, run_training
 from consis_lib.cli import build_parser, main
 from consis_lib.config import config_hash, get_profile
 from consis_lib.context import RunPaths
-from consis_lib.data.broden import Broden, encode_label_png
+from consis_lib.data.broden import Broden
+from consis_lib.data.broden_write import encode_label_png
 from consis_lib.data.contact_sheet import class_subset, contact_sheet, folder_contact_sheet, probe_example_of
 from consis_lib.data.probe_figure import probe_example_figure
 from consis_lib.errors import ConsisError
@@ -176,6 +177,26 @@ def test_run_record_gives_the_notebooks_the_same_profile(tmp_path: Path, inputs:
     assert run_inputs.recorded_profile("default", tmp_path / "runs") == get_profile("default")  # no run yet
 
 
+def test_settings_reach_the_record_and_the_notebooks_profile(tmp_path: Path, inputs: tuple[Path, Path]) -> None:
+    settings = ["attack.targeted_steps=20", "metric.sigma=1.5", "study.seeds=0,1"]
+    prof = run_inputs.run_profile("paper", tmp_path, *inputs, settings=settings)
+    assert (prof.attack.targeted_steps, prof.metric.sigma, prof.study.seeds) == (20, 1.5, (0, 1))
+    record = run_inputs.run_record(prof, ["resnet18"])
+    assert record["settings"] == settings and record["config_hash"] != config_hash(run_inputs.run_profile("paper", tmp_path, *inputs))
+    save_json(record, tmp_path / "runs" / "paper" / run_inputs.RUN_RECORD)
+    assert run_inputs.recorded_profile("paper", tmp_path / "runs") == prof
+    assert run_inputs.recorded_settings("paper", tmp_path / "runs") == settings
+    assert run_inputs.recorded_settings("smoke", tmp_path / "runs") == []
+
+
+def test_a_bad_setting_stops_reproduce_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    assert main(["reproduce", "--profile", "smoke", "--root", str(root), "--set", "attack.steps=3"]) == 2
+    assert "attack has no field 'steps'" in capsys.readouterr().err
+    assert not (root / "runs").exists()
+
+
 # --------------------------------------------------------------------------- training under torchrun
 
 
@@ -204,11 +225,15 @@ def test_train_argv_rebuilds_every_model_of_the_plan(tmp_path: Path, inputs: tup
     assert "--from-scratch" in flags["scratch"] and "--init" not in flags["scratch"]
 
 
-def test_train_argv_refuses_what_the_command_line_cannot_say(tmp_path: Path, inputs: tuple[Path, Path]) -> None:
+def test_train_argv_sets_what_no_option_says_and_refuses_what_no_setting_says(tmp_path: Path, inputs: tuple[Path, Path]) -> None:
     prof = _plan_profile(tmp_path, inputs)
-    odd = run_training.with_train(prof, momentum=0.5)
+    odd = dataclasses.replace(run_training.with_train(prof, momentum=0.5), attack=dataclasses.replace(prof.attack, targeted_steps=7))
+    argv = run_training.train_argv(odd, "resnet18", False, Path(prof.data.root), tmp_path / "n", None)
+    assert argv[-4:] == ["--set", "attack.targeted_steps=7", "--set", "train.momentum=0.5"]
+    assert train_profile(build_parser().parse_args(argv)).train.momentum == 0.5
+    no_variants = dataclasses.replace(prof, study=dataclasses.replace(prof.study, variants=()))
     with pytest.raises(ConsisError, match="cannot express"):
-        run_training.train_argv(odd, "resnet18", False, Path(prof.data.root), tmp_path / "n", None)
+        run_training.train_argv(no_variants, "resnet18", False, Path(prof.data.root), tmp_path / "n", None)
 
 
 def test_several_gpus_train_under_torchrun(tmp_path: Path, inputs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:

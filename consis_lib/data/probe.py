@@ -53,14 +53,12 @@ Example
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -76,8 +74,10 @@ from consis_lib.data.embedded import (
     atomic_output_dir,
     save_png,
 )
+from consis_lib.data.broden_write import LabelTally, encode_labels, write_csv, write_label_tables
 from consis_lib.data.probe_scene import ProbeScene, compose_probe, plan_objects
-from consis_lib.data.sprites import available_styles, load_sprites
+from consis_lib.data.sprite_styles import available_styles
+from consis_lib.data.sprites import load_sprites
 from consis_lib.data.textures import COLOURS, MATERIAL_NAMES, TEXTURE_NAMES
 from consis_lib.errors import ConsisError
 
@@ -89,7 +89,6 @@ __all__ = [
     "EXTRA_STYLES",
     "ProbeExample",
     "nearest_colour",
-    "encode_labels",
     "probe_rng",
     "generate_probe",
     "probe_example",
@@ -130,15 +129,6 @@ def nearest_colour(image: np.ndarray) -> np.ndarray:
     # |x - p|^2 = |x|^2 - 2 x.p + |p|^2; |x|^2 is the same for every prototype (exact ints)
     d = (protos**2).sum(1) - 2 * pixels @ protos.T
     return d.argmin(-1).reshape(image.shape[:2])
-
-
-def encode_labels(labels: np.ndarray) -> np.ndarray:
-    """int [H, W] label numbers -> uint8 [H, W, 3] with ``R + 256*G`` (B = 0)."""
-    labels = np.asarray(labels, np.int64)
-    rgb = np.zeros(labels.shape + (3,), np.uint8)
-    rgb[..., 0] = labels % 256
-    rgb[..., 1] = labels // 256
-    return rgb
 
 
 def probe_rng(seed: int, index: int) -> np.random.Generator:
@@ -250,62 +240,6 @@ class _ProbeDrawer:
         """``probe.csv`` cells: backdrop, region fills, objects as ``wnid/style``."""
         objects = ";".join(f"{self.groups[o.group][o.index].wnid}/{o.style}" for o in scene.plan)
         return [scene.backdrop, ";".join(f"{k}:{n}" for k, n in scene.fills), objects]
-
-
-class LabelTally:
-    """Per label: ``freq`` (images carrying it) and ``cover`` (summed image fractions);
-    per category: the images carrying any of its labels (Broden's ``label.csv`` and
-    ``c_<category>.csv`` columns)."""
-
-    def __init__(self) -> None:
-        self.freq: dict[int, int] = defaultdict(int)
-        self.cover: dict[int, float] = defaultdict(float)
-        self.images: dict[str, int] = defaultdict(int)
-
-    def add(self, cat: str, labels: np.ndarray | list[np.ndarray] | int) -> None:
-        """Count one image's labels of ``cat``: a mask, several mask planes (a label lies
-        in one plane only), or one image-level number."""
-        if isinstance(labels, (int, np.integer)):
-            self.freq[int(labels)] += 1
-            self.cover[int(labels)] += 1.0
-        else:
-            planes = labels if isinstance(labels, list) else [labels]
-            stacked = np.concatenate([m.ravel() for m in planes])
-            nums, counts = np.unique(stacked[stacked > 0], return_counts=True)
-            for n, k in zip(nums.tolist(), counts.tolist()):
-                self.freq[n] += 1
-                self.cover[n] += k / planes[0].size
-        self.images[cat] += 1
-
-
-def write_csv(path: Path, header: Sequence[str], rows: list[list[Any]]) -> None:
-    """A CSV with ``\\n`` line ends (byte-identical for equal rows)."""
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
-
-
-def write_label_tables(root: Path, entries: Sequence[tuple[int, str, str, str]], ranges: Mapping[str, tuple[int, int]], tally: LabelTally) -> None:
-    """``label.csv``, ``category.csv`` and ``c_<category>.csv`` from the label vocabulary
-    (``(number, name, category, syns)`` entries, each category's first and last number)
-    and the tally."""
-    freq, cover = tally.freq, tally.cover
-    write_csv(
-        root / "label.csv",
-        ["number", "name", "category", "frequency", "coverage", "syns"],
-        [[n, name, f"{cat}({freq[n]})", freq[n], f"{cover[n]:.4f}", syns] for n, name, cat, syns in entries],
-    )
-    write_csv(
-        root / "category.csv",
-        ["name", "first", "last", "count", "frequency"],
-        [[cat, *ranges[cat], sum(1 for e in entries if e[2] == cat), tally.images[cat]] for cat in CATEGORIES],
-    )
-    for cat in CATEGORIES:
-        rows: list[list[Any]] = [[0, 0, "-", 0, "0.0000"]]
-        mine = [e for e in entries if e[2] == cat]
-        rows += [[code, n, name, freq[n], f"{cover[n]:.4f}"] for code, (n, name, _c, _s) in enumerate(mine, 1)]
-        write_csv(root / f"c_{cat}.csv", ["code", "number", "name", "frequency", "coverage"], rows)
 
 
 def _write_image(tmp: Path, stem: str, scene: ProbeScene, labels: dict[str, np.ndarray | int], tally: LabelTally) -> list[str]:

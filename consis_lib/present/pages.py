@@ -11,7 +11,9 @@ from consis_lib.present.tables import markdown_cell
 from consis_lib.results import arch_label
 
 
-def provenance(profile: str, seed: int, arch: str | None = None, notebook: str | None = None, **parameters: Any) -> Markdown:
+def provenance(
+    profile: str, seed: int, arch: str | None = None, notebook: str | None = None, settings: Sequence[str] = (), **parameters: Any
+) -> Markdown:
     """A folded "How this page was made" block: the parameters and the command.
 
     Parameters
@@ -20,6 +22,8 @@ def provenance(profile: str, seed: int, arch: str | None = None, notebook: str |
         ``"all"`` for pages over every architecture).
     notebook : the template's name (``"03_consistency"``); adds the papermill
         command that re-executes this page alone once the models exist.
+    settings : the run's ``--set`` settings (:func:`consis_lib.run_inputs.recorded_settings`),
+        added to the ``consis reproduce`` command.
     parameters : further parameters shown in the table (e.g. ``archs``; a list
         is passed to papermill as YAML with ``-y``).
 
@@ -36,6 +40,7 @@ def provenance(profile: str, seed: int, arch: str | None = None, notebook: str |
         cmd += " --data IMAGENET_DIR --probe BRODEN_DIR [--weights DIR]"
     if arch and arch != "all":
         cmd += f" --arch {arch}"
+    cmd += "".join(f" --set {s}" for s in settings)
     cmds = [cmd]
     if notebook:
         flags = " ".join(
