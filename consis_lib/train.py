@@ -88,7 +88,9 @@ from consis_lib.errors import ConsisError
 from consis_lib.hooks import capture
 from consis_lib.layout import channels_last
 from consis_lib.loaders import augment, eval_loader, load_datasets, monitoring_subset, train_loader
-from consis_lib.train_setup import Run, RunSpec, barrier, checkpoint_payload, distributed, plan_run, run_data, start_run
+from consis_lib.train_setup import (
+    Run, RunSpec, average_buffers, barrier, checkpoint_payload, distributed, plan_run, run_data, start_run,
+)
 from consis_lib.train_step import StepOptions, clean_backward, consistent_loss, eq6_backward
 
 __all__ = [
@@ -288,7 +290,9 @@ def _validate(run: Run, monitor: DataLoader) -> dict[str, float]:
 
 
 def _end_epoch(run: Run, entry: dict[str, Any], monitor: DataLoader, started: float | None) -> None:
-    """Rank 0 validates, logs and checkpoints the epoch; every rank keeps the entry."""
+    """Rank 0 validates, logs and checkpoints the epoch (BatchNorm statistics averaged
+    over the ranks first); every rank keeps the entry."""
+    average_buffers(run.net, run.world)
     if run.rank == 0:
         entry.update(_validate(run, monitor))
         if started is not None:

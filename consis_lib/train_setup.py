@@ -140,6 +140,17 @@ def barrier(world: int) -> None:
         dist.barrier()
 
 
+def average_buffers(module: nn.Module, world: int) -> None:
+    """Average the floating-point buffers (BatchNorm running statistics) over the
+    torchrun processes, so the checkpoint holds statistics of every rank's data,
+    not rank 0's alone (DDP broadcasts rank 0's buffers before each forward)."""
+    if world > 1:
+        for buffer in module.buffers():
+            if buffer.is_floating_point():
+                dist.all_reduce(buffer)
+                buffer.div_(world)
+
+
 @dataclass(frozen=True)
 class RunData:
     """The datasets of a run (items ``(image [3, H, W] in [0, 1], label)``) and what they imply."""
@@ -281,14 +292,20 @@ def start_run(
     return run
 
 
+# seeds of the torchrun ranks' training RNG (dropout) lie this far apart; rank 0's is
+# the single-process seed
+_RANK_STRIDE = 1_000_003
+
+
 def restore_or_seed(run: Run, resume: bool) -> None:
     """Resume from ``OUT/model.pt`` (weights, optimiser, RNG, log; same config hash, else
-    ConsisError), or seed the training RNG with ``train.seed + 1``."""
+    ConsisError), or seed the training RNG with ``train.seed + 1`` (other torchrun
+    ranks: their own seed, so their dropout masks differ from rank 0's)."""
     path = run.checkpoint
     if not (resume and path.is_file()):
         if resume:
             log.info("no checkpoint at %s to resume: starting afresh", path)
-        torch.manual_seed(run.plan.train.seed + 1)
+        torch.manual_seed(run.plan.train.seed + 1 + _RANK_STRIDE * run.rank)
         return
     ckpt = read_checkpoint(path)
     if ckpt.get("config_hash") != run.config_hash:
@@ -298,7 +315,9 @@ def restore_or_seed(run: Run, resume: bool) -> None:
         )
     run.net.load_state_dict(ckpt["state_dict"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
-    torch.set_rng_state(ckpt["rng"])
+    torch.set_rng_state(ckpt["rng"])  # rank 0's: the other ranks move on to their own stream
+    if run.rank:
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,))) + _RANK_STRIDE * run.rank)
     run.history = list(ckpt["history"])
     run.start_epoch = int(ckpt["epoch"])
     log.info("resuming %s from epoch %d", path, run.start_epoch)
