@@ -166,10 +166,12 @@ class ArchContext:
         indices) batch by batch: the profile's evaluation batch size and data workers."""
         from torch.utils.data import DataLoader, Subset
 
+        from consis_lib.loaders import usable_workers
+
         ds = self.dataset(split)
         data = ds if subset is None else Subset(ds, list(subset))
         batch, workers = self.profile.dissect.batch_size, self.profile.train.num_workers
-        return DataLoader(data, batch_size=batch, shuffle=False, num_workers=workers)
+        return DataLoader(data, batch_size=batch, shuffle=False, num_workers=usable_workers(workers))
 
     def class_names(self) -> list[str]:
         return list(self.dataset("val").names)

@@ -63,6 +63,7 @@ from consis_lib.dissect_tally import Tally, check_union_rule, label_tables
 from consis_lib.errors import ConsisError
 from consis_lib.hooks import capture
 from consis_lib.layout import channels_last
+from consis_lib.loaders import usable_workers
 
 __all__ = ["CATEGORIES", "DissectionResult", "TopQuantile", "check_config", "dissect"]
 
@@ -86,7 +87,8 @@ def _as_list(items: list) -> list:
 
 
 def _batches(probe: Dataset, cfg: DissectConfig) -> DataLoader:
-    return DataLoader(probe, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, collate_fn=_as_list)
+    workers = usable_workers(cfg.num_workers)
+    return DataLoader(probe, batch_size=cfg.batch_size, shuffle=False, num_workers=workers, collate_fn=_as_list)
 
 
 def _features(

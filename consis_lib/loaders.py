@@ -16,6 +16,7 @@ Example
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -68,7 +69,7 @@ def preload(ds: Dataset, num_workers: int) -> Dataset:
     if len(ds) * x0.numel() > _PRELOAD_MAX_ELEMENTS:  # type: ignore[arg-type]
         return ds
     xs, ys = [], []
-    for x, y in DataLoader(ds, batch_size=256, num_workers=num_workers):
+    for x, y in DataLoader(ds, batch_size=256, num_workers=usable_workers(num_workers)):
         xs.append(x)
         ys.append(torch.as_tensor(y))
     return TensorDataset(torch.cat(xs), torch.cat(ys).long())
@@ -100,8 +101,20 @@ def monitoring_subset(val_set: Dataset, limit: int) -> Dataset:
     return Subset(val_set, [int(i * step) for i in range(limit)])
 
 
+def usable_workers(num_workers: int) -> int:
+    """``num_workers`` capped at the CPU cores this process may use: more workers than
+    cores only compete for them. Results do not depend on the count (workers only
+    decode; random augmentation runs in the main process)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(num_workers, cores))
+
+
 def _loader(ds: Dataset, batch_size: int, num_workers: int, device: str | torch.device, **kw: object) -> DataLoader:
     """A DataLoader with persistent workers, pinned batches for CUDA and its own RNG."""
+    num_workers = usable_workers(num_workers)
     return DataLoader(
         ds,
         batch_size=batch_size,
