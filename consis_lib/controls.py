@@ -15,6 +15,17 @@ import pandas as pd
 
 from consis_lib.results import SeedResults, layer_mean
 
+STUDY_COLUMNS = (
+    "model", "seed", "beta", "form", "consis", "consis_adv", "consis_adv_success",
+    "clean_acc", "fgsm_acc", "share_consistent", "feature_mean",
+)
+
+
+def study_arch(profile: Any, archs: Sequence[str]) -> str:
+    """The architecture the controls are shown for: the profile's ``study_arch`` when
+    the run trained it, else the run's first (its AT and Eq. 6 models, no variants)."""
+    return profile.study.study_arch if profile.study.study_arch in archs else archs[0]
+
 
 def form_of(normalize: bool, stop_gradient: bool, finetune: bool) -> str:
     """A short description of an Eq. 6 form (the collapse guards it uses)."""
@@ -51,7 +62,7 @@ def study_frame(results: Sequence[SeedResults], variants: Sequence[Any], train: 
                     share_consistent=t.get("share_consistent", float("nan")), feature_mean=t.get("feature_mean", float("nan")),
                 )
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(STUDY_COLUMNS))
 
 
 def sweep_points(study: pd.DataFrame, profile: Any) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from consis_lib.config import TrainConfig, Variant, get_profile
-from consis_lib.controls import ablation_table, form_of, study_frame, sweep_points
+from consis_lib.controls import ablation_table, form_of, study_arch, study_frame, sweep_points
 from consis_lib.results import SeedResults
 
 
@@ -57,3 +57,11 @@ def test_sweep_keeps_the_default_form_and_ablation_averages_seeds_at_the_default
 
 def test_form_of_names_a_from_scratch_model() -> None:
     assert form_of(False, False, False) == "raw MSE, gradient through both sides, from scratch"
+
+
+def test_without_the_study_architecture_the_run_s_first_is_shown() -> None:
+    profile = get_profile("paper")  # study_arch alexnet
+    assert study_arch(profile, ["alexnet", "resnet18"]) == "alexnet"
+    assert study_arch(profile, ["resnet18", "vgg16"]) == "resnet18"
+    empty = study_frame([], VARIANTS, TRAIN)
+    assert empty.empty and sweep_points(empty, profile).empty and ablation_table(empty, profile).empty

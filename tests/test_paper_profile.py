@@ -45,6 +45,7 @@ def test_paper_profile_runs_every_notebook_on_the_generated_set(tmp_path: Path) 
         sys.executable, "-m", "consis_lib", "reproduce", "--profile", "paper", "--root", str(root), "--arch", "resnet18",
         "--data", str(layout.imagenet), "--probe", str(layout.broden), "--weights", str(weights),
         "--highlight", "activation",  # 224 px discrepancy maps are hours of CPU time
+        "--set", "attack.targeted_steps=10",  # Eq. 4 at 224 px: 200 Adam steps per image are minutes per model
     ]
     log = tmp_path / "reproduce.log"  # a long run: its progress can be followed there
     with open(log, "w") as fh:
@@ -55,6 +56,10 @@ def test_paper_profile_runs_every_notebook_on_the_generated_set(tmp_path: Path) 
     for page in PAGES:
         assert (html / "notebooks" / "runs" / "resnet18" / f"{page}.html").is_file(), page
     assert (html / "notebooks" / "runs" / "summary.html").is_file()
+    run = json.loads((root / "runs" / "paper" / "run.json").read_text())
+    assert run["settings"] == ["attack.targeted_steps=10"] and run["inputs"]["data"] == str(layout.imagenet.resolve())
+    page = (html / "notebooks" / "runs" / "resnet18" / "02_ambiguity.html").read_text()
+    assert "--set attack.targeted_steps=10" in page  # the page names the command that made it
     measures = json.loads((root / "runs" / "paper" / "resnet18" / "seed0" / "measures.json").read_text())
     assert measures["identity"]["profile"] == "paper" and measures["layer"] == "layer4"
     assert set(measures["models"]) >= {"normal", "at", "adv"}
