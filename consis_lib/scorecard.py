@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from consis_lib.errors import ConsisError
 from consis_lib.results import SeedResults, _finite, _values, aligned_flags, arch_label, bootstrap_ci
 
 
@@ -61,24 +60,31 @@ CLAIMS = (
 )
 
 NAN = float("nan")
+_NO_UNITS = "no unit is defined in both models (too few evaluated images per unit)"
 
 
-def _row(claim: str, r: SeedResults, text: str, est: float, lo: float, hi: float, holds: bool, variant: str) -> dict[str, Any]:
+class Unmeasurable(Exception):
+    """A claim cannot be tested on this seed's numbers (the message says why)."""
+
+
+def _row(
+    claim: str, r: SeedResults, text: str, est: float, lo: float, hi: float, holds: bool, variant: str, tested: bool = True,
+) -> dict[str, Any]:
     return dict(
         claim=claim, arch=arch_label(r.arch), seed=r.seed, measured=text, variant=variant,
-        estimate=est, ci_low=lo, ci_high=hi, holds=bool(holds),
+        estimate=est, ci_low=lo, ci_high=hi, holds=bool(holds), tested=tested,
     )
 
 
 def _missing(claim: str, r: SeedResults, what: str) -> dict[str, Any]:
-    return _row(claim, r, f"not measured: {what}", NAN, NAN, NAN, False, "")
+    return _row(claim, r, f"not measured: {what}", NAN, NAN, NAN, False, "", tested=False)
 
 
 def _paired_units(a: Any, b: Any, boot: dict[str, Any]) -> tuple[float, float, float, float, float]:
     """Mean of ``a - b`` over units defined in both, its interval, and both means."""
     x, y = _finite(_values(a), _values(b))
     if x.size == 0:
-        raise ConsisError("no unit is defined in both models; raise the number of evaluated images")
+        raise Unmeasurable(_NO_UNITS)
     est, lo, hi = bootstrap_ci([x - y], np.mean, **boot)
     return est, lo, hi, float(x.mean()), float(y.mean())
 
@@ -129,6 +135,8 @@ def _c3(r: SeedResults, boot: dict[str, Any], tol: float) -> dict[str, Any]:
     if a is None or b is None:
         return _missing("C3", r, "needs the normal and adv models")
     x, y = _finite(_values(a["consis"]), _values(b["consis"]))
+    if x.size == 0:
+        raise Unmeasurable(_NO_UNITS)
     pairs = np.stack([x, y], 1)
     est, lo, hi = bootstrap_ci([np.arange(len(pairs))], lambda i: pairs[i.astype(int), 0].mean() / pairs[i.astype(int), 1].mean() - 1.0, **boot)
     text = f"relative change of mean consis = {est:+.1%} [{lo:+.1%}, {hi:+.1%}] (tolerance +-{tol:.0%})"
@@ -160,26 +168,34 @@ def _c6(r: SeedResults, boot: dict[str, Any]) -> dict[str, Any]:
 
 
 def seed_rows(r: SeedResults, cfg: ScorecardConfig) -> list[dict[str, Any]]:
-    """The eight claims on one (arch, seed)."""
+    """The eight claims on one (arch, seed); a claim its numbers cannot test is a
+    ``tested=False`` row saying why, not an error."""
     boot = dict(n_boot=cfg.n_boot, level=cfg.level, seed=cfg.seed)
-    checks: list[Callable[[], dict[str, Any]]] = [
-        lambda: _c1(r, boot),
-        lambda: _consis_adv_gain("C2", r, "adv", "normal", boot),
-        lambda: _c3(r, boot, cfg.consis_tolerance),
-        lambda: _c4(r, boot),
-        lambda: _aligned_gain("C5", r, "adv", "normal", boot),
-        lambda: _c6(r, boot),
-        lambda: _consis_adv_gain("C7", r, "adv", "at", boot),
-        lambda: _aligned_gain("C8", r, "adv", "at", boot),
+    checks: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("C1", lambda: _c1(r, boot)),
+        ("C2", lambda: _consis_adv_gain("C2", r, "adv", "normal", boot)),
+        ("C3", lambda: _c3(r, boot, cfg.consis_tolerance)),
+        ("C4", lambda: _c4(r, boot)),
+        ("C5", lambda: _aligned_gain("C5", r, "adv", "normal", boot)),
+        ("C6", lambda: _c6(r, boot)),
+        ("C7", lambda: _consis_adv_gain("C7", r, "adv", "at", boot)),
+        ("C8", lambda: _aligned_gain("C8", r, "adv", "at", boot)),
     ]
-    return [check() for check in checks]
+    rows = []
+    for claim, check in checks:
+        try:
+            rows.append(check())
+        except Unmeasurable as why:
+            rows.append(_missing(claim, r, str(why)))
+    return rows
 
 
 def scorecard(results: Sequence[SeedResults], cfg: ScorecardConfig = ScorecardConfig()) -> pd.DataFrame:
     """One row per (claim, arch, seed): the evidence text, estimate, interval, holds.
 
     Columns: claim, arch, seed, measured, variant (which images the claim uses),
-    estimate, ci_low, ci_high, holds.
+    estimate, ci_low, ci_high, holds, tested (False: the numbers cannot test the
+    claim, ``measured`` says why).
     """
     rows = [row for r in results for row in seed_rows(r, cfg)]
     return pd.DataFrame(rows)
@@ -188,16 +204,18 @@ def scorecard(results: Sequence[SeedResults], cfg: ScorecardConfig = ScorecardCo
 def verdicts(card: pd.DataFrame) -> pd.DataFrame:
     """One row per (claim, arch): ``k of n seeds`` and the estimate across seeds.
 
-    Columns: claim, statement, arch, seeds, seeds_holding, verdict ("holds",
-    "does not hold" or "holds for k of n seeds"), estimate (mean over seeds),
+    Columns: claim, statement, arch, seeds (tested), seeds_holding, verdict ("holds",
+    "does not hold", "holds for k of n seeds" over the seeds that could test it,
+    or "not measured"), estimate (mean over seeds),
     seed_low, seed_high (the range of the seeds' estimates), evidence (the first
     seed's measured text).
     """
     statements = dict(CLAIMS)
     rows = []
     for (claim, arch), sub in card.groupby(["claim", "arch"], sort=False):
-        n, k = len(sub), int(sub["holds"].sum())
+        n, k = int(sub["tested"].sum()), int(sub["holds"].sum())
         verdict = "holds" if k == n else ("does not hold" if k == 0 else f"holds for {k} of {n} seeds")
+        verdict = verdict if n else "not measured"
         est = sub["estimate"].to_numpy(float)
         rows.append(
             dict(

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consis_lib import present
 from consis_lib import reproduce as rp
 from consis_lib import results as rs
 from consis_lib import scorecard as sc
@@ -147,6 +148,23 @@ def test_verdicts_count_seeds() -> None:
 def test_scorecard_lists_missing_parts() -> None:
     card = sc.scorecard([rs.SeedResults("alexnet", 0, {"models": {}})], sc.ScorecardConfig(n_boot=10))
     assert len(card) == 8 and not card["holds"].any()
+
+
+def test_a_claim_no_unit_can_test_is_not_measured_not_an_error() -> None:
+    (r,) = _results()
+    undefined = [None] * 40  # every unit had too few activating images
+    models = {name: dict(m, consis=undefined, consis_adv=undefined) for name, m in r.measures["models"].items()}
+    seeds = [rs.SeedResults("resnet18", 1, dict(r.measures, models=models)), r]
+    card = sc.scorecard(seeds, sc.ScorecardConfig(n_boot=50))
+    first = card[card["seed"] == 1].set_index("claim")
+    assert not first.loc["C1", "tested"] and "no unit is defined in both models" in first.loc["C1", "measured"]
+    assert not first.loc["C3", "tested"] and first.loc["C6", "tested"]  # C6 needs no unit
+    v = sc.verdicts(card[card["seed"] == 1]).set_index("claim")
+    assert v.loc["C1", "verdict"] == "not measured" and v.loc["C6", "verdict"] == "holds"
+    both = sc.verdicts(card).set_index("claim")  # the other seed tests it: its verdict alone counts
+    assert both.loc["C1", "verdict"] == "holds" and both.loc["C1", "seeds"] == 1
+    view = present.scorecard_view(card[card["seed"] == 1]).set_index("claim")
+    assert "not measured" in view.iloc[0, 0] and "✓ holds" in view.iloc[5, 0]
 
 
 def test_table2_and_table3_from_results() -> None:

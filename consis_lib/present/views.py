@@ -91,6 +91,10 @@ def _evidence(rows: pd.DataFrame, text: str | None, lo: str | None, hi: str | No
 
 
 def _verdict_cell(rows: pd.DataFrame, lines: list[str], evidence: str) -> str:
+    if "tested" in rows.columns:  # per-seed rows: the seeds whose numbers could test the claim count
+        rows = rows[rows["tested"].astype(bool)]
+        if rows.empty:
+            return _folded("– not measured", lines, evidence)
     if "seeds_holding" in rows.columns and "seeds" in rows.columns:
         k, n = int(rows["seeds_holding"].iloc[0]), int(rows["seeds"].iloc[0])
         holds = bool(rows["holds"].iloc[0])
@@ -99,7 +103,11 @@ def _verdict_cell(rows: pd.DataFrame, lines: list[str], evidence: str) -> str:
         holds = k == n
     else:
         holds, k, n = bool(rows["holds"].iloc[0]), None, None
-    label = ("✓ " if holds else "✗ ") + verdict(holds, k, n)
+    return _folded(("✓ " if holds else "✗ ") + verdict(holds, k, n), lines, evidence)
+
+
+def _folded(label: str, lines: list[str], evidence: str) -> str:
+    """The verdict ``label`` with the evidence ``lines`` folded under it (or in its title)."""
     if evidence == "hover":
         return f'<span title="{html.escape("; ".join(lines), quote=True)}">{html.escape(label)}</span>'
     body = "<br>".join(html.escape(ln) for ln in lines)
