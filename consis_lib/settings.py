@@ -19,6 +19,7 @@ Example
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,17 @@ _OWN_OPTION = {
     "data.probe_root": "--probe", "model.weights": "--weights", "model.arch": "--arch",
 }
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+# every number of a profile is >= 0; these must also be > 0, or lie in [0, 1]
+_POSITIVE = {
+    "data.image_size", "data.probe_size", "model.width_divisor", "train.batch_size", "train.lr", "train.adv_lr",
+    "attack.targeted_lr", "metric.sigma", "metric.sigmas", "metric.top_fraction", "metric.top_fractions",
+    "metric.bootstrap", "dissect.batch_size", "dissect.quantile", "discrepancy.patch_at_224",
+    "discrepancy.stride_at_224", "discrepancy.batch_size",
+}
+_FRACTION = {
+    "attack.eps", "train.alpha", "train.momentum", "metric.top_fraction", "metric.top_fractions",
+    "dissect.quantile", "dissect.iou_threshold",
+}
 
 
 def apply_settings(profile: Profile, settings: Sequence[str]) -> Profile:
@@ -44,6 +56,7 @@ def apply_settings(profile: Profile, settings: Sequence[str]) -> Profile:
         section_name, field_name, value = _split(setting, profile)
         section = getattr(profile, section_name)
         new = parse_value(getattr(section, field_name), value, setting)
+        _check_range(f"{section_name}.{field_name}", new, setting)
         profile = dataclasses.replace(profile, **{section_name: dataclasses.replace(section, **{field_name: new})})
     return profile
 
@@ -62,6 +75,17 @@ def _split(setting: str, profile: Profile) -> tuple[str, str, str]:
     if field not in names:
         raise ConsisError(f"--set {setting!r}: {section} has no field {field!r}; its fields: {', '.join(names)}")
     return section, field, value.strip()
+
+
+def _check_range(key: str, value: Any, setting: str) -> None:
+    """Refuse a negative number, a zero where only a positive one works, or a fraction > 1."""
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if not math.isfinite(v) or v < 0 or (key in _POSITIVE and v == 0):
+            raise ConsisError(f"--set {setting!r}: expected a finite number {'> 0' if key in _POSITIVE else '>= 0'}")
+        if key in _FRACTION and v > 1:
+            raise ConsisError(f"--set {setting!r}: expected a fraction in [0, 1]")
 
 
 def parse_value(current: Any, text: str, setting: str) -> Any:

@@ -42,6 +42,11 @@ def test_later_settings_win() -> None:
         ("data.root=/somewhere", "given with --data"),
         ("model.arch=vgg16", "given with --arch"),
         ("study.variants=beta10x", "cannot be set"),
+        ("train.beta=-1", "expected a finite number >= 0"),
+        ("train.batch_size=0", "expected a finite number > 0"),
+        ("metric.sigmas=1,0", "expected a finite number > 0"),
+        ("train.lr=nan", "expected a finite number > 0"),
+        ("train.alpha=1.5", "expected a fraction in \\[0, 1\\]"),
     ],
 )
 def test_a_bad_setting_is_named_in_one_line(setting: str, message: str) -> None:
