@@ -58,7 +58,7 @@ def test_paper_profile_runs_every_notebook_on_the_generated_set(tmp_path: Path) 
     assert (html / "notebooks" / "runs" / "summary.html").is_file()
     run = json.loads((root / "runs" / "paper" / "run.json").read_text())
     assert run["settings"] == ["attack.targeted_steps=10"] and run["inputs"]["data"] == str(layout.imagenet.resolve())
-    page = (html / "notebooks" / "runs" / "resnet18" / "02_ambiguity.html").read_text()
+    page = (root / "notebooks" / "runs" / "resnet18" / "02_ambiguity.ipynb").read_text()
     assert "--set attack.targeted_steps=10" in page  # the page names the command that made it
     measures = json.loads((root / "runs" / "paper" / "resnet18" / "seed0" / "measures.json").read_text())
     assert measures["identity"]["profile"] == "paper" and measures["layer"] == "layer4"
