@@ -98,7 +98,7 @@ class TrainConfig:
     0.1%), while the two cross-entropy terms keep most of it and the clean accuracy
     cost stays near the paper's "about 10%". The raw d shrinks quickly once it is
     trained on, so the share falls over the epochs (on the default profile from
-    11-23% in the first epoch to 5-9% in the third, NOTES.md); larger betas cost
+    10-12% in the first epoch to 5-7% in the third, NOTES.md); larger betas cost
     clean accuracy fast (the book's beta sweep shows by how much). ``normalize_features``,
     ``stop_gradient_clean`` and ``finetune_from_normal`` are the collapse guards;
     the book's ablation (``StudyConfig.variants``) shows what each changes.
