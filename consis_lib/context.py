@@ -163,15 +163,15 @@ class ArchContext:
 
     def loader(self, split: str = "val", subset: Sequence[int] | None = None) -> Any:
         """A deterministic (unshuffled) DataLoader reading ``split`` (or its ``subset`` of
-        indices) batch by batch: the profile's evaluation batch size and data workers."""
-        from torch.utils.data import DataLoader, Subset
+        indices) batch by batch: the profile's evaluation batch size and data workers
+        (:func:`consis_lib.loaders.eval_loader`)."""
+        from torch.utils.data import Subset
 
-        from consis_lib.loaders import usable_workers
+        from consis_lib.loaders import eval_loader
 
         ds = self.dataset(split)
         data = ds if subset is None else Subset(ds, list(subset))
-        batch, workers = self.profile.dissect.batch_size, self.profile.train.num_workers
-        return DataLoader(data, batch_size=batch, shuffle=False, num_workers=usable_workers(workers))
+        return eval_loader(data, self.profile.dissect.batch_size, self.profile.train.num_workers, self.device)
 
     def class_names(self) -> list[str]:
         return list(self.dataset("val").names)
